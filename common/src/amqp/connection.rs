@@ -1,0 +1,133 @@
+//! One broker connection per process, replaced by a new one whenever it dies.
+//!
+//! Reconnecting by hand (rather than lapin's auto-recovery) keeps one rule in
+//! one place: every new connection declares the topology before it is used,
+//! so a broker that lost its definitions is repaired on the way.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::{Connection, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{AmqpError, Topology};
+
+/// After a failed attempt, callers fail fast for this long instead of each
+/// hammering a broker that is down.
+const RECONNECT_COOL_DOWN: Duration = Duration::from_millis(500);
+
+pub struct AmqpConnector {
+    url: SecretString,
+    name: String,
+    topology: Topology,
+    connect_timeout: Duration,
+    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// The connection as last seen, readable without waiting (health checks).
+    snapshot: Mutex<Option<Arc<Connection>>>,
+    last_failure: Mutex<Option<Instant>>,
+}
+
+impl AmqpConnector {
+    pub fn new(
+        url: SecretString,
+        name: impl Into<String>,
+        topology: Topology,
+        connect_timeout: Duration,
+    ) -> Self {
+        AmqpConnector {
+            url,
+            name: name.into(),
+            topology,
+            connect_timeout,
+            current: tokio::sync::Mutex::new(None),
+            snapshot: Mutex::new(None),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// A live connection with the topology declared, reconnecting if needed.
+    pub async fn connection(&self) -> Result<Arc<Connection>, AmqpError> {
+        let mut current = self.current.lock().await;
+        if let Some(connection) = current.as_ref()
+            && connection.status().connected()
+        {
+            return Ok(connection.clone());
+        }
+        if self.cooling_down() {
+            return Err(AmqpError::CoolingDown);
+        }
+        match tokio::time::timeout(self.connect_timeout, self.connect()).await {
+            Ok(Ok(connection)) => {
+                let connection = Arc::new(connection);
+                *current = Some(connection.clone());
+                *lock(&self.snapshot) = Some(connection.clone());
+                tracing::info!(message = "Connected to the broker.", connection = %self.name);
+                Ok(connection)
+            }
+            Ok(Err(error)) => {
+                self.note_failure();
+                Err(error)
+            }
+            Err(_) => {
+                self.note_failure();
+                Err(AmqpError::Timeout(self.connect_timeout))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, AmqpError> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        let connection = Connection::connect(self.url.expose_secret(), properties)
+            .await
+            .map_err(AmqpError::Connect)?;
+        self.topology.declare(&connection).await?;
+        Ok(connection)
+    }
+
+    fn cooling_down(&self) -> bool {
+        lock(&self.last_failure).is_some_and(|at| at.elapsed() < RECONNECT_COOL_DOWN)
+    }
+
+    fn note_failure(&self) {
+        *lock(&self.last_failure) = Some(Instant::now());
+    }
+
+    /// Whether the last connection is up (no I/O).
+    pub fn is_connected(&self) -> bool {
+        lock(&self.snapshot)
+            .as_ref()
+            .is_some_and(|connection| connection.status().connected())
+    }
+
+    /// Whether the broker has blocked publishing (a memory or disk alarm).
+    pub fn is_blocked(&self) -> bool {
+        lock(&self.snapshot)
+            .as_ref()
+            .is_some_and(|connection| connection.status().blocked())
+    }
+
+    /// Closes the connection politely (shutdown).
+    pub async fn close(&self) {
+        let connection = self.current.lock().await.take();
+        lock(&self.snapshot).take();
+        if let Some(connection) = connection
+            && connection.status().connected()
+            && let Err(error) = connection.close(200, "shutting down".into()).await
+        {
+            tracing::warn!(message = "Failed to close the broker connection.", %error);
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding plain
+/// data; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,24 @@
+//! RabbitMQ: the topology (every queue and exchange, in one file), a connector
+//! that reconnects by itself, and publishing that only counts once the broker
+//! confirmed it.
+
+mod connection;
+mod publisher;
+mod topology;
+
+pub use connection::AmqpConnector;
+pub use publisher::{ConfirmedPublisher, PublishError};
+pub use topology::{Topology, WorkQueue, delay_label};
+
+/// Why a broker operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("broker unreachable: {0}")]
+    Connect(#[source] lapin::Error),
+    #[error("broker did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("broker connection failed recently; next attempt in a moment")]
+    CoolingDown,
+    #[error("broker operation failed: {0}")]
+    Protocol(#[from] lapin::Error),
+}

@@ -1,0 +1,53 @@
+//! PostgreSQL: a pooled connection factory and the embedded migrations.
+
+mod migrations;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::{Object as Client, Pool as DbPool, Transaction};
+pub use migrations::run_migrations;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database URL does not parse")]
+    BadUrl,
+    #[error("could not build the database pool: {0}")]
+    Build(String),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// How long a caller waits for a connection before the work is retried later.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool that opens connections lazily, so a process starts even while the
+/// database is down and recovers by itself when it comes back.
+pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
+    let config: tokio_postgres::Config =
+        url.expose_secret().parse().map_err(|_| DbError::BadUrl)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Verified: a connection killed by a database restart is noticed
+            // on recycle and replaced.
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .build()
+        .map_err(|error| DbError::Build(error.to_string()))
+}

@@ -1,0 +1,16 @@
+//! What the gateway and the worker share: the event envelope and its kinds,
+//! the senders' payload rules, the RabbitMQ topology and confirmed publishing,
+//! the database pool and migrations, settings helpers, telemetry and the ops
+//! listener.
+#![forbid(unsafe_code)]
+
+pub mod amqp;
+pub mod db;
+pub mod envelope;
+pub mod ops;
+pub mod senders;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use envelope::{Envelope, EventKind, Source};

@@ -1,0 +1,52 @@
+//! The ops listener every process has: `/healthz` (alive) and `/readyz`
+//! (able to do its work), on its own address so it is never exposed with the
+//! webhooks.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Each dependency and whether it answered.
+    pub checks: BTreeMap<&'static str, bool>,
+}
+
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Readiness> + Send + Sync>;
+
+/// Serves the ops endpoints on `listener` until the returned server is stopped.
+pub fn serve(
+    listener: TcpListener,
+    readiness: ReadinessCheck,
+) -> std::io::Result<actix_web::dev::Server> {
+    let readiness = web::Data::new(readiness);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(readiness.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(check: web::Data<ReadinessCheck>) -> HttpResponse {
+    let readiness = (check.get_ref())().await;
+    if readiness.ready {
+        HttpResponse::Ok().json(readiness)
+    } else {
+        HttpResponse::ServiceUnavailable().json(readiness)
+    }
+}

@@ -1,0 +1,166 @@
+//! Settings shared by both binaries. Each binary has one typed settings
+//! struct, read from `INTAKE_*` environment variables through clap (so
+//! `--help` lists every variable with its default) and validated at start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::amqp::{AmqpConnector, Topology};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("missing required settings: {}", .0.join(", "))]
+    Missing(Vec<String>),
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Collects every missing required setting, so one start names them all.
+#[derive(Default)]
+pub struct Missing(Vec<String>);
+
+impl Missing {
+    pub fn note(&mut self, name: &str) {
+        self.0.push(format!("{name} (or {name}_FILE)"));
+    }
+
+    pub fn into_result(self) -> Result<(), SettingsError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError::Missing(self.0))
+        }
+    }
+}
+
+/// A secret from `NAME` or, when that is unset, from the file named by
+/// `NAME_FILE` (trailing newline removed).
+pub fn resolve_secret(
+    name: &'static str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretString>, SettingsError> {
+    if let Some(value) = value.filter(|value| !value.is_empty()) {
+        return Ok(Some(SecretString::from(value)));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| SettingsError::Invalid {
+        name,
+        reason: format!("cannot read its _FILE {}: {error}", path.display()),
+    })?;
+    let text = text.trim_end_matches(['\r', '\n']).to_owned();
+    Ok((!text.is_empty()).then(|| SecretString::from(text)))
+}
+
+/// RabbitMQ settings, as both binaries read them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AmqpArgs {
+    /// RabbitMQ URL, e.g. amqp://user:password@127.0.0.1:5672/%2f (required)
+    #[arg(long, env = "INTAKE_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// File holding the RabbitMQ URL (instead of INTAKE_AMQP_URL)
+    #[arg(long, env = "INTAKE_AMQP_URL_FILE")]
+    pub amqp_url_file: Option<PathBuf>,
+    /// Prepended to every queue and exchange name
+    #[arg(long, env = "INTAKE_QUEUE_PREFIX", default_value = "intake")]
+    pub queue_prefix: String,
+    /// How long to wait for the broker to confirm a publish
+    #[arg(long, env = "INTAKE_PUBLISH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub publish_timeout: Duration,
+    /// Delay tiers for retries, shortest first; one queue per delay
+    #[arg(
+        long,
+        env = "INTAKE_RETRY_DELAYS",
+        default_value = DEFAULT_RETRY_DELAYS,
+        value_delimiter = ',',
+        value_parser = humantime::parse_duration
+    )]
+    pub retry_delays: Vec<Duration>,
+}
+
+/// The default delay tiers (`INTAKE_RETRY_DELAYS`).
+pub const DEFAULT_RETRY_DELAYS: &str = "1s,5s,30s,2m,10m,30m,1h,3h";
+
+pub fn default_retry_delays() -> Vec<Duration> {
+    DEFAULT_RETRY_DELAYS
+        .split(',')
+        .filter_map(|delay| humantime::parse_duration(delay).ok())
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    pub queue_prefix: String,
+    pub publish_timeout: Duration,
+    pub retry_delays: Vec<Duration>,
+}
+
+impl AmqpArgs {
+    pub fn resolve(self, missing: &mut Missing) -> Result<Option<AmqpSettings>, SettingsError> {
+        validate_prefix(&self.queue_prefix)?;
+        let url = resolve_secret("INTAKE_AMQP_URL", self.amqp_url, self.amqp_url_file)?;
+        let Some(url) = url else {
+            missing.note("INTAKE_AMQP_URL");
+            return Ok(None);
+        };
+        let mut retry_delays = self.retry_delays;
+        retry_delays.sort();
+        retry_delays.dedup();
+        Ok(Some(AmqpSettings {
+            url,
+            queue_prefix: self.queue_prefix,
+            publish_timeout: self.publish_timeout,
+            retry_delays,
+        }))
+    }
+}
+
+impl AmqpSettings {
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.queue_prefix.clone(), self.retry_delays.clone())
+    }
+
+    /// A connector named after the process, as shown in the management UI.
+    pub fn connector(&self, process: &str) -> Arc<AmqpConnector> {
+        Arc::new(AmqpConnector::new(
+            self.url.clone(),
+            format!("{}:{process}", self.queue_prefix),
+            self.topology(),
+            self.publish_timeout,
+        ))
+    }
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), SettingsError> {
+    let valid = !prefix.is_empty()
+        && prefix.len() <= 100
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid {
+            name: "INTAKE_QUEUE_PREFIX",
+            reason: "use 1 to 100 of A-Z a-z 0-9 . - _".into(),
+        })
+    }
+}
+
+/// Logging, as both binaries read it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `intake_worker=debug,info`
+    #[arg(long, env = "INTAKE_LOG", default_value = "info")]
+    pub log: String,
+    /// Log line format
+    #[arg(long, env = "INTAKE_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}

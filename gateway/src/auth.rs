@@ -1,0 +1,67 @@
+//! LT's bearer token, compared in constant time against every accepted token.
+
+use actix_web::HttpRequest;
+use actix_web::http::header::AUTHORIZATION;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::error::GatewayError;
+
+/// Accepts `Authorization: Bearer <token>` (scheme in any case) when the token
+/// is one of `accepted`. Every accepted token is compared, whichever matches,
+/// so timing does not tell which one (or how much of one) was right.
+pub fn check_bearer(request: &HttpRequest, accepted: &[SecretString]) -> Result<(), GatewayError> {
+    let token = bearer_token(request).ok_or(GatewayError::Unauthorized)?;
+    let matched = accepted.iter().fold(Choice::from(0), |matched, candidate| {
+        matched | candidate.expose_secret().as_bytes().ct_eq(token.as_bytes())
+    });
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(GatewayError::Unauthorized)
+    }
+}
+
+fn bearer_token(request: &HttpRequest) -> Option<&str> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn tokens() -> Vec<SecretString> {
+        vec![
+            SecretString::from("old-token"),
+            SecretString::from("new-token"),
+        ]
+    }
+
+    fn check(header: Option<&str>) -> bool {
+        let mut request = TestRequest::default();
+        if let Some(header) = header {
+            request = request.insert_header((AUTHORIZATION, header));
+        }
+        check_bearer(&request.to_http_request(), &tokens()).is_ok()
+    }
+
+    #[test]
+    fn accepts_any_accepted_token_with_any_case_scheme() {
+        assert!(check(Some("Bearer old-token")));
+        assert!(check(Some("bearer new-token")));
+        assert!(check(Some("BEARER  new-token ")));
+    }
+
+    #[test]
+    fn refuses_missing_wrong_or_partial_tokens() {
+        assert!(!check(None));
+        assert!(!check(Some("Bearer")));
+        assert!(!check(Some("Bearer wrong")));
+        assert!(!check(Some("Bearer new-toke")));
+        assert!(!check(Some("Basic new-token")));
+    }
+}

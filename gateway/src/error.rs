@@ -1,0 +1,79 @@
+//! Every way a request can fail, mapped to a status code and a short JSON
+//! body in one place: `{"error": "<code>", "message": "<text>"}`.
+//! No message ever includes a token or a payload value.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::{HttpResponse, ResponseError};
+use common::amqp::PublishError;
+use common::senders::lt::LtPayloadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
+    #[error("the body exceeds the size limit")]
+    PayloadTooLarge,
+    #[error("the body ended before it was complete")]
+    IncompleteBody,
+    #[error("{0}")]
+    InvalidLtPayload(LtPayloadError),
+    #[error("too many requests in flight; try again shortly")]
+    Overloaded,
+    #[error("the event could not be stored durably; try again")]
+    Unavailable(PublishError),
+    #[error("no such endpoint")]
+    NotFound,
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthorized => "unauthorized",
+            GatewayError::UnsupportedMediaType => "unsupported_media_type",
+            GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::IncompleteBody => "incomplete_body",
+            GatewayError::InvalidLtPayload(reason) => reason.code(),
+            GatewayError::Overloaded => "overloaded",
+            GatewayError::Unavailable(PublishError::Blocked) => "broker_blocked",
+            GatewayError::Unavailable(_) => "broker_unavailable",
+            GatewayError::NotFound => "not_found",
+        }
+    }
+}
+
+impl ResponseError for GatewayError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::IncompleteBody | GatewayError::InvalidLtPayload(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::Overloaded | GatewayError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            GatewayError::Unauthorized => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+            }
+            GatewayError::Overloaded | GatewayError::Unavailable(_) => {
+                response.insert_header((RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        response.json(serde_json::json!({
+            "error": self.code(),
+            "message": self.to_string(),
+        }))
+    }
+}

@@ -1,0 +1,12 @@
+//! The thin gateway: authenticate, validate, publish durably, answer.
+//! It never touches the database.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod publish;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,38 @@
+//! `POST /webhooks/lt`: Luotettava Työntekijä's profile, update or revocation.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::senders::lt;
+use common::{Envelope, EventKind};
+
+use crate::auth::check_bearer;
+use crate::body::{read_limited, require_json};
+use crate::error::GatewayError;
+use crate::publish::publish_envelope;
+use crate::state::AppState;
+
+pub async fn receive(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    check_bearer(&request, &state.lt_tokens)?;
+    require_json(&request)?;
+    let body = read_limited(&request, payload, state.max_body_bytes).await?;
+    let parsed = lt::parse(&body, &state.lt_email_pointer).map_err(|reason| {
+        tracing::info!(message = "LT payload refused.", reason = reason.code());
+        GatewayError::InvalidLtPayload(reason)
+    })?;
+    let kind = if parsed.is_revocation() {
+        EventKind::LtRevocation
+    } else {
+        EventKind::LtApplication
+    };
+    let envelope = Envelope::new(kind, None, body.to_vec());
+    publish_envelope(&state, &envelope).await?;
+    tracing::info!(message = "Event accepted.", event_id = %envelope.id, kind = %kind);
+    // LT checks for exactly 200.
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "accepted",
+        "id": envelope.id,
+    })))
+}

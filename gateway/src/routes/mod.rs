@@ -1,0 +1,10 @@
+//! The webhook endpoints, one module per sender.
+
+pub mod lt;
+
+use crate::error::GatewayError;
+
+/// Unknown paths: a JSON 404 like every other error.
+pub async fn not_found() -> Result<actix_web::HttpResponse, GatewayError> {
+    Err(GatewayError::NotFound)
+}

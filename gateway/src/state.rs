@@ -1,0 +1,18 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use common::amqp::{ConfirmedPublisher, Topology};
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+
+pub struct AppState {
+    pub publisher: Arc<ConfirmedPublisher>,
+    pub topology: Topology,
+    pub lt_tokens: Vec<SecretString>,
+    pub lt_email_pointer: String,
+    pub max_body_bytes: usize,
+    /// Bounds publishes waiting for a confirm, so a slow broker cannot make
+    /// the gateway hold unbounded request bodies in memory.
+    pub in_flight: Arc<Semaphore>,
+}

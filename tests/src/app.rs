@@ -1,0 +1,230 @@
+//! `spawn_app`: the real gateway and worker, in-process, on port 0, with a
+//! fresh database and queue prefix of their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::amqp::{Topology, WorkQueue};
+use common::settings::AmqpSettings;
+use gateway::settings::GatewaySettings;
+use gateway::startup::Application;
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use worker::context::WorkerStats;
+use worker::settings::WorkerSettings;
+use worker::startup::Worker;
+
+use crate::{broker, database};
+
+/// The first of the test tokens; `TestApp::post_lt` uses it.
+pub const TEST_TOKEN: &str = "test-token-current";
+
+#[derive(Clone, Debug)]
+pub struct TestOptions {
+    pub start_worker: bool,
+    pub lt_tokens: Vec<String>,
+    pub max_body_bytes: usize,
+    pub prefetch: u16,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            start_worker: true,
+            lt_tokens: vec![TEST_TOKEN.into(), "test-token-next".into()],
+            max_body_bytes: 64 * 1024,
+            prefetch: 64,
+            batch_size: 32,
+            batch_linger: Duration::from_millis(5),
+        }
+    }
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>` of the gateway's webhooks.
+    pub address: String,
+    /// `http://127.0.0.1:<port>` of the gateway's ops listener.
+    pub gateway_ops: String,
+    pub topology: Topology,
+    pub db_name: String,
+    pub db_url: String,
+    /// A direct connection to the test's database, for assertions.
+    pub db: tokio_postgres::Client,
+    pub http: reqwest::Client,
+    pub options: TestOptions,
+    pub worker: Option<WorkerHandle>,
+    amqp: AmqpSettings,
+    gateway_shutdown: CancellationToken,
+    gateway: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct WorkerHandle {
+    pub ops_address: String,
+    pub stats: Arc<WorkerStats>,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl WorkerHandle {
+    /// Shuts the worker down gracefully and waits until it stopped.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: TestOptions) -> TestApp {
+    common::telemetry::init("info", common::telemetry::LogFormat::Json);
+    let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let prefix = format!("t_{unique}");
+    let db_name = format!("intake_t_{unique}");
+    let db_url = database::create(&db_name).await;
+    let amqp = AmqpSettings {
+        url: SecretString::from(crate::amqp_url()),
+        queue_prefix: prefix.clone(),
+        publish_timeout: Duration::from_secs(5),
+        retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
+    };
+    let gateway_settings = GatewaySettings {
+        gateway_addr: "127.0.0.1:0".parse().unwrap(),
+        ops_addr: "127.0.0.1:0".parse().unwrap(),
+        amqp: amqp.clone(),
+        lt_tokens: options
+            .lt_tokens
+            .iter()
+            .map(|t| SecretString::from(t.clone()))
+            .collect(),
+        lt_email_pointer: "/email".into(),
+        max_body_bytes: options.max_body_bytes,
+        max_in_flight: 256,
+    };
+    let application = Application::build(gateway_settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let gateway_ops = format!("http://127.0.0.1:{}", application.ops_port());
+    let gateway_shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(application.run(gateway_shutdown.clone()));
+    let mut app = TestApp {
+        address,
+        gateway_ops,
+        topology: amqp.topology(),
+        db: database::connect(&db_url).await,
+        db_name,
+        db_url,
+        http: reqwest::Client::new(),
+        options: options.clone(),
+        worker: None,
+        amqp,
+        gateway_shutdown,
+        gateway: Some(gateway),
+    };
+    if options.start_worker {
+        app.worker = Some(app.spawn_worker().await);
+    }
+    app
+}
+
+impl TestApp {
+    pub fn worker_settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            database_url: SecretString::from(self.db_url.clone()),
+            ops_addr: "127.0.0.1:0".parse().unwrap(),
+            amqp: self.amqp.clone(),
+            prefetch: self.options.prefetch,
+            batch_size: self.options.batch_size,
+            batch_linger: self.options.batch_linger,
+            lt_email_pointer: "/email".into(),
+            database_pool_size: 4,
+        }
+    }
+
+    /// Starts one more worker process's worth of consumers (in-process).
+    pub async fn spawn_worker(&self) -> WorkerHandle {
+        self.spawn_worker_with(self.worker_settings()).await
+    }
+
+    pub async fn spawn_worker_with(&self, settings: WorkerSettings) -> WorkerHandle {
+        let worker = Worker::build(settings).await.unwrap();
+        let ops_address = format!("http://127.0.0.1:{}", worker.ops_port());
+        let stats = worker.stats();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker.run(shutdown.clone()));
+        WorkerHandle {
+            ops_address,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A POST to the LT endpoint with nothing set: tests add what they test.
+    pub fn lt_request(&self) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/webhooks/lt", self.address))
+    }
+
+    /// POSTs `body` to the LT endpoint the way LT does.
+    pub async fn post_lt(&self, body: &str) -> reqwest::Response {
+        self.lt_request()
+            .header("Authorization", format!("Bearer {TEST_TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn queue(&self, queue: WorkQueue) -> String {
+        self.topology.work_queue(queue)
+    }
+
+    /// Ready messages in a work queue.
+    pub async fn depth(&self, queue: WorkQueue) -> u32 {
+        broker::depth(&self.queue(queue)).await
+    }
+
+    /// The stored application of `user_id`, if any, as (email, status, profile).
+    pub async fn application(&self, user_id: &str) -> Option<(String, String, serde_json::Value)> {
+        self.db
+            .query_opt(
+                "SELECT email, status, profile FROM lt_application WHERE mydatashare_user_id = $1",
+                &[&user_id],
+            )
+            .await
+            .unwrap()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+    }
+}
+
+impl Drop for TestApp {
+    /// Leaves nothing behind: stops the processes, drops the database and
+    /// deletes the queues, also when the test failed.
+    fn drop(&mut self) {
+        self.gateway_shutdown.cancel();
+        if let Some(worker) = &self.worker {
+            worker.shutdown.cancel();
+        }
+        if let Some(gateway) = self.gateway.take() {
+            gateway.abort();
+        }
+        let db_name = self.db_name.clone();
+        let queues = self.topology.queue_names();
+        let exchanges = self.topology.exchange_names();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                database::drop(&db_name).await;
+                broker::delete(&queues, &exchanges).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

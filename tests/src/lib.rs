@@ -1,0 +1,32 @@
+//! Helpers shared by the end-to-end test binaries: each test gets its own
+//! database and queue prefix, runs the real gateway and worker in-process on
+//! port 0, and leaves nothing behind.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should fail the test loudly
+
+pub mod app;
+pub mod broker;
+pub mod database;
+pub mod poll;
+
+pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
+pub use poll::eventually;
+
+/// RabbitMQ used by the tests (`INTAKE_TEST_AMQP_URL`).
+pub fn amqp_url() -> String {
+    std::env::var("INTAKE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A PostgreSQL URL whose user may create databases (`INTAKE_TEST_DATABASE_URL`);
+/// each test creates its own database next to the one named here.
+pub fn admin_database_url() -> String {
+    std::env::var("INTAKE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The example payloads kept in the repository.
+pub fn example(path: &str) -> String {
+    let full = format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("cannot read {full}: {error}"))
+}

@@ -1,0 +1,105 @@
+//! LT events applied by the worker: new, updated, revoked; batches.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::amqp::WorkQueue;
+use intake_tests::{TestOptions, eventually, example, spawn_app, spawn_app_with};
+
+const USER: &str = "7f3c2a9e-5b1d-4c8e-9a2f-0e6d4b8c1a37";
+
+#[tokio::test]
+async fn a_new_application_is_stored_with_its_whole_profile() {
+    let app = spawn_app().await;
+    let sent: serde_json::Value = serde_json::from_str(&example("lt/new.json")).unwrap();
+    assert_eq!(app.post_lt(&example("lt/new.json")).await.status(), 200);
+
+    let (email, status, profile) =
+        eventually("the application is stored", Duration::from_secs(10), || {
+            app.application(USER)
+        })
+        .await;
+    assert_eq!(email, "aino.korhonen@example.fi");
+    assert_eq!(status, "new");
+    assert_eq!(profile, sent, "the profile is kept exactly as received");
+}
+
+#[tokio::test]
+async fn an_update_replaces_the_stored_profile() {
+    let app = spawn_app().await;
+    app.post_lt(&example("lt/new.json")).await;
+    eventually("the application is stored", Duration::from_secs(10), || {
+        app.application(USER)
+    })
+    .await;
+    assert_eq!(app.post_lt(&example("lt/updated.json")).await.status(), 200);
+
+    let profile = eventually("the update is applied", Duration::from_secs(10), || async {
+        let (_, status, profile) = app.application(USER).await?;
+        (status == "updated").then_some(profile)
+    })
+    .await;
+    assert_eq!(profile["phone"], "+358 40 765 4321");
+    assert_eq!(
+        profile["free_text"],
+        "Päivitetty: voin muuttaa työn perässä."
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_removes_the_application() {
+    let app = spawn_app().await;
+    app.post_lt(&example("lt/new.json")).await;
+    eventually("the application is stored", Duration::from_secs(10), || {
+        app.application(USER)
+    })
+    .await;
+    assert_eq!(app.post_lt(&example("lt/revoked.json")).await.status(), 200);
+
+    eventually(
+        "the application is gone",
+        Duration::from_secs(10),
+        || async { app.application(USER).await.is_none().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_of_deliveries_is_applied_in_one_transaction_and_acked_together() {
+    let mut app = spawn_app_with(TestOptions {
+        start_worker: false,
+        batch_size: 10,
+        // Long enough that every waiting delivery joins the first batch.
+        batch_linger: Duration::from_millis(500),
+        ..TestOptions::default()
+    })
+    .await;
+    for n in 0..5 {
+        let body = format!(r#"{{"mydatashare_user_id":"batch-{n}","email":"b{n}@example.fi"}}"#);
+        assert_eq!(app.post_lt(&body).await.status(), 200);
+    }
+    assert_eq!(app.depth(WorkQueue::Lt).await, 5);
+
+    let worker = app.spawn_worker().await;
+    let stats = worker.stats.clone();
+    app.worker = Some(worker);
+    eventually("all five are applied", Duration::from_secs(10), || async {
+        (stats.events_applied() == 5).then_some(())
+    })
+    .await;
+
+    // `updated_at` defaults to now(), which is the start time of the
+    // (top-level) transaction: one value means one transaction.
+    let transactions: i64 = app
+        .db
+        .query_one("SELECT count(DISTINCT updated_at) FROM lt_application", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(transactions, 1);
+    assert_eq!(stats.batches(), 1);
+    assert_eq!(stats.events_failed.load(Ordering::Relaxed), 0);
+    // Once the worker stopped, anything unacked would be back in the queue.
+    app.worker.take().unwrap().stop().await;
+    assert_eq!(app.depth(WorkQueue::Lt).await, 0);
+}

@@ -1,0 +1,14 @@
+//! The worker: consumes events from RabbitMQ in batches and applies them to
+//! PostgreSQL, acking only after commit. Many worker processes may run side
+//! by side (competing consumers); nothing here assumes it is alone.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod batch;
+pub mod cli;
+pub mod consumer;
+pub mod context;
+pub mod error;
+pub mod jobs;
+pub mod settings;
+pub mod startup;

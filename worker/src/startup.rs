@@ -1,0 +1,123 @@
+//! Builds the worker from its settings (migrations applied, ops listener
+//! bound; port 0 works, for tests) and runs its consumers until shut down.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use common::amqp::WorkQueue;
+use common::db::{DbError, DbPool};
+use common::ops::{Readiness, ReadinessCheck};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer;
+use crate::context::{WorkerContext, WorkerStats};
+use crate::settings::WorkerSettings;
+
+/// Work queues this worker consumes.
+const CONSUMED_QUEUES: [WorkQueue; 1] = [WorkQueue::Lt];
+
+/// How long in-flight batches may take to finish after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot bind the ops listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Worker {
+    context: Arc<WorkerContext>,
+    ops_server: Server,
+    ops_port: u16,
+}
+
+impl Worker {
+    pub async fn build(settings: WorkerSettings) -> Result<Worker, StartupError> {
+        let pool = common::db::pool(&settings.database_url, settings.database_pool_size)?;
+        let applied = common::db::run_migrations(&pool).await?;
+        tracing::info!(message = "Migrations checked.", applied);
+        let ops_listener = TcpListener::bind(settings.ops_addr)?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let connector = settings.amqp.connector("worker");
+        let context = Arc::new(WorkerContext {
+            pool: pool.clone(),
+            topology: settings.amqp.topology(),
+            connector: connector.clone(),
+            settings,
+            stats: Arc::new(WorkerStats::default()),
+        });
+        let ops_server = common::ops::serve(ops_listener, readiness(context.clone()))?;
+        Ok(Worker {
+            context,
+            ops_server,
+            ops_port,
+        })
+    }
+
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.context.stats.clone()
+    }
+
+    /// Consumes until `shutdown` is cancelled, then lets every consumer finish
+    /// and ack its current batch, and closes the broker connection.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tracker = TaskTracker::new();
+        for queue in CONSUMED_QUEUES {
+            tracker.spawn(consumer::run(self.context.clone(), queue, shutdown.clone()));
+        }
+        tracker.close();
+        let ops_handle = self.ops_server.handle();
+        let ops_server = tokio::spawn(self.ops_server);
+        shutdown.cancelled().await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                message = "Consumers did not finish in time; unacked work returns to the queue."
+            );
+        }
+        ops_handle.stop(true).await;
+        let _ = ops_server.await;
+        self.context.connector.close().await;
+        self.context.pool.close();
+        tracing::info!(message = "Worker stopped.");
+        Ok(())
+    }
+}
+
+/// Ready when both the broker and the database answer.
+fn readiness(context: Arc<WorkerContext>) -> ReadinessCheck {
+    Arc::new(move || {
+        let context = context.clone();
+        Box::pin(async move {
+            let broker = context.connector.is_connected();
+            let database = database_answers(&context.pool).await;
+            Readiness {
+                ready: broker && database,
+                checks: BTreeMap::from([("broker", broker), ("database", database)]),
+            }
+        })
+    })
+}
+
+async fn database_answers(pool: &DbPool) -> bool {
+    let check = async {
+        let client = pool.get().await.ok()?;
+        client.simple_query("SELECT 1").await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), check).await,
+        Ok(Some(_))
+    )
+}
