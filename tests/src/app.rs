@@ -28,6 +28,8 @@ pub struct TestOptions {
     pub prefetch: u16,
     pub batch_size: usize,
     pub batch_linger: Duration,
+    pub publish_timeout: Duration,
+    pub max_in_flight: usize,
 }
 
 impl Default for TestOptions {
@@ -39,6 +41,8 @@ impl Default for TestOptions {
             prefetch: 64,
             batch_size: 32,
             batch_linger: Duration::from_millis(5),
+            publish_timeout: Duration::from_secs(5),
+            max_in_flight: 256,
         }
     }
 }
@@ -56,7 +60,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub options: TestOptions,
     pub worker: Option<WorkerHandle>,
-    amqp: AmqpSettings,
+    pub amqp: AmqpSettings,
     gateway_shutdown: CancellationToken,
     gateway: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -86,10 +90,14 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let prefix = format!("t_{unique}");
     let db_name = format!("intake_t_{unique}");
     let db_url = database::create(&db_name).await;
+    // Migrated up front, so tests can look at tables before a worker starts.
+    let pool = common::db::pool(&SecretString::from(db_url.clone()), 1).unwrap();
+    common::db::run_migrations(&pool).await.unwrap();
+    pool.close();
     let amqp = AmqpSettings {
         url: SecretString::from(crate::amqp_url()),
         queue_prefix: prefix.clone(),
-        publish_timeout: Duration::from_secs(5),
+        publish_timeout: options.publish_timeout,
         retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
     };
     let gateway_settings = GatewaySettings {
@@ -103,7 +111,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             .collect(),
         lt_email_pointer: "/email".into(),
         max_body_bytes: options.max_body_bytes,
-        max_in_flight: 256,
+        max_in_flight: options.max_in_flight,
     };
     let application = Application::build(gateway_settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
@@ -186,6 +194,36 @@ impl TestApp {
     /// Ready messages in a work queue.
     pub async fn depth(&self, queue: WorkQueue) -> u32 {
         broker::depth(&self.queue(queue)).await
+    }
+
+    /// Runs `worker dlq <args>` against this app's queues; returns its output.
+    pub async fn dlq(&self, args: &[&str]) -> Result<String, worker::dlq::DlqError> {
+        #[derive(clap::Parser)]
+        struct DlqCli {
+            #[command(subcommand)]
+            command: worker::dlq::DlqCommand,
+        }
+        let cli = <DlqCli as clap::Parser>::try_parse_from(
+            std::iter::once("dlq").chain(args.iter().copied()),
+        )
+        .unwrap_or_else(|error| panic!("bad dlq arguments {args:?}: {error}"));
+        let mut out = Vec::new();
+        worker::dlq::run(cli.command, &self.amqp, &mut out).await?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// Ready messages in the dead-letter queue of `queue`.
+    pub async fn dead_letters(&self, queue: WorkQueue) -> u32 {
+        broker::depth(&self.topology.dead_letter_queue(queue)).await
+    }
+
+    /// Stored applications.
+    pub async fn application_count(&self) -> i64 {
+        self.db
+            .query_one("SELECT count(*) FROM lt_application", &[])
+            .await
+            .unwrap()
+            .get(0)
     }
 
     /// The stored application of `user_id`, if any, as (email, status, profile).

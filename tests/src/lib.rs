@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should fail the test loudly
 
 pub mod app;
+pub mod binaries;
 pub mod broker;
 pub mod database;
 pub mod poll;
+pub mod services;
 
 pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
 pub use poll::eventually;

@@ -1,5 +1,6 @@
 //! The worker's command line.
 
+use crate::dlq::DlqCommand;
 use crate::settings::WorkerArgs;
 
 #[derive(clap::Parser, Debug)]
@@ -18,10 +19,15 @@ pub struct Cli {
     pub args: WorkerArgs,
 }
 
-#[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum Command {
     /// Apply pending migrations, then consume and apply events until SIGTERM (the default)
     Run,
     /// Apply pending database migrations (under an advisory lock) and exit
     Migrate,
+    /// Look at, replay or purge dead-lettered and quarantined messages (needs only the broker)
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
 }

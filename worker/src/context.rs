@@ -3,14 +3,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::amqp::{AmqpConnector, Topology};
+use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::db::DbPool;
 
+use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
 pub struct WorkerContext {
     pub pool: DbPool,
     pub connector: Arc<AmqpConnector>,
+    /// Moves failed messages on (delay tiers, dead-letter queues).
+    pub publisher: ConfirmedPublisher,
+    pub retry: RetryPolicy,
     pub topology: Topology,
     pub settings: WorkerSettings,
     pub stats: Arc<WorkerStats>,
@@ -22,7 +26,8 @@ pub struct WorkerContext {
 pub struct WorkerStats {
     pub batches: AtomicU64,
     pub events_applied: AtomicU64,
-    pub events_failed: AtomicU64,
+    pub events_retried: AtomicU64,
+    pub events_dead_lettered: AtomicU64,
 }
 
 impl WorkerStats {
@@ -32,5 +37,13 @@ impl WorkerStats {
 
     pub fn events_applied(&self) -> u64 {
         self.events_applied.load(Ordering::Relaxed)
+    }
+
+    pub fn events_retried(&self) -> u64 {
+        self.events_retried.load(Ordering::Relaxed)
+    }
+
+    pub fn events_dead_lettered(&self) -> u64 {
+        self.events_dead_lettered.load(Ordering::Relaxed)
     }
 }

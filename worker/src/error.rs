@@ -1,6 +1,6 @@
 //! Every job error knows what should happen to its message.
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum JobError {
     /// Worth trying again later: the database or SMTP server is unavailable,
     /// a timeout, a deadlock.
@@ -39,14 +39,15 @@ impl From<tokio_postgres::Error> for JobError {
         let Some(db_error) = error.as_db_error() else {
             return JobError::Transient(error.to_string());
         };
-        let class = &db_error.code().code()[..2];
-        match class {
-            "08" | "40" | "53" | "55" | "57" | "58" => JobError::Transient(error.to_string()),
-            // The detail of a data error can quote the data: keep only the code.
-            _ => JobError::permanent(
-                "database_rejected",
-                format!("SQLSTATE {}", db_error.code().code()),
-            ),
+        // A database error's message and detail can quote the data: keep
+        // only its code (logs and dead-letter headers must stay free of
+        // personal data).
+        let code = db_error.code().code();
+        match &code[..2] {
+            "08" | "40" | "53" | "55" | "57" | "58" => {
+                JobError::Transient(format!("SQLSTATE {code}"))
+            }
+            _ => JobError::permanent("database_rejected", format!("SQLSTATE {code}")),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The worker binary: `worker [run]` consumes and applies events,
-//! `worker migrate` applies the database migrations and exits.
+//! `worker migrate` applies the database migrations, `worker dlq …` tends
+//! the dead-letter queues.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use common::settings::{Missing, SettingsError};
 use intake_worker::cli::{Cli, Command};
 use intake_worker::startup::Worker;
 use tokio_util::sync::CancellationToken;
@@ -11,25 +13,51 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     common::telemetry::init(&cli.args.log.log, cli.args.log.log_format);
-    let settings = match cli.args.into_settings() {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("worker: {error}");
-            std::process::exit(2);
-        }
-    };
     match cli.command.unwrap_or(Command::Run) {
+        Command::Dlq { command } => {
+            let mut missing = Missing::default();
+            let amqp = cli
+                .args
+                .amqp
+                .resolve(&mut missing)
+                .unwrap_or_else(|error| exit_with(error));
+            missing
+                .into_result()
+                .unwrap_or_else(|error| exit_with(error));
+            let Some(amqp) = amqp else {
+                exit_with(SettingsError::Missing(vec!["INTAKE_AMQP_URL".into()]));
+            };
+            if let Err(error) =
+                intake_worker::dlq::run(command, &amqp, &mut std::io::stdout()).await
+            {
+                eprintln!("worker dlq: {error}");
+                std::process::exit(1);
+            }
+        }
         Command::Run => {
+            let settings = cli
+                .args
+                .into_settings()
+                .unwrap_or_else(|error| exit_with(error));
             let worker = Worker::build(settings).await?;
             let shutdown = CancellationToken::new();
             common::shutdown::cancel_on_signal(shutdown.clone());
             worker.run(shutdown).await?;
         }
         Command::Migrate => {
+            let settings = cli
+                .args
+                .into_settings()
+                .unwrap_or_else(|error| exit_with(error));
             let pool = common::db::pool(&settings.database_url, 1)?;
             let applied = common::db::run_migrations(&pool).await?;
             println!("migrations applied: {applied}");
         }
     }
     Ok(())
+}
+
+fn exit_with(error: SettingsError) -> ! {
+    eprintln!("worker: {error}");
+    std::process::exit(2);
 }

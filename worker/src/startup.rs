@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use common::amqp::WorkQueue;
+use common::amqp::{ConfirmedPublisher, WorkQueue};
 use common::db::{DbError, DbPool};
 use common::ops::{Readiness, ReadinessCheck};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer;
 use crate::context::{WorkerContext, WorkerStats};
+use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
 /// Work queues this worker consumes.
@@ -48,6 +49,8 @@ impl Worker {
         let context = Arc::new(WorkerContext {
             pool: pool.clone(),
             topology: settings.amqp.topology(),
+            publisher: ConfirmedPublisher::new(connector.clone(), settings.amqp.publish_timeout),
+            retry: RetryPolicy::new(settings.amqp.retry_delays.clone()),
             connector: connector.clone(),
             settings,
             stats: Arc::new(WorkerStats::default()),

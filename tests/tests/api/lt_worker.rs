@@ -98,7 +98,7 @@ async fn a_batch_of_deliveries_is_applied_in_one_transaction_and_acked_together(
         .get(0);
     assert_eq!(transactions, 1);
     assert_eq!(stats.batches(), 1);
-    assert_eq!(stats.events_failed.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.events_dead_lettered.load(Ordering::Relaxed), 0);
     // Once the worker stopped, anything unacked would be back in the queue.
     app.worker.take().unwrap().stop().await;
     assert_eq!(app.depth(WorkQueue::Lt).await, 0);

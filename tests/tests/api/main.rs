@@ -1,6 +1,8 @@
 //! End-to-end tests against real RabbitMQ and PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
+mod dead_letters;
 mod lt_gateway;
 mod lt_worker;
 mod run_command;
+mod shutdown;

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use intake_tests::{broker, database, eventually};
+use intake_tests::{binaries, broker, database, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Kills the script's whole process group and removes what it created,
@@ -56,6 +56,8 @@ async fn the_run_command_starts_the_system_and_its_curl_line_stores_an_applicati
     let prefix = format!("t_{unique}");
     let mut child = tokio::process::Command::new(format!("{root}/scripts/run"))
         .current_dir(&root)
+        .env_clear()
+        .envs(binaries::build_environment())
         .env("INTAKE_DATABASE_URL", database::url_for(&db_name))
         .env("INTAKE_QUEUE_PREFIX", &prefix)
         .env("INTAKE_GATEWAY_ADDR", format!("127.0.0.1:{}", free_port()))
@@ -67,7 +69,6 @@ async fn the_run_command_starts_the_system_and_its_curl_line_stores_an_applicati
             "INTAKE_RUN_WORKER_OPS_ADDR",
             format!("127.0.0.1:{}", free_port()),
         )
-        .env_remove("INTAKE_LT_TOKENS")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)

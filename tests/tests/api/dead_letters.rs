@@ -1,0 +1,210 @@
+//! Failures: permanent ones are dead-lettered with their reason and can be
+//! replayed once the cause is fixed; transient ones are retried; a bad event
+//! in a batch leaves the others alone.
+
+use std::time::Duration;
+
+use common::amqp::WorkQueue;
+use intake_tests::{TestOptions, eventually, spawn_app, spawn_app_with};
+
+const BLOCKED: &str = "blocked@example.fi";
+
+fn application(user: &str, email: &str) -> String {
+    format!(r#"{{"mydatashare_user_id":"{user}","email":"{email}","first_name":"Testi"}}"#)
+}
+
+/// Makes the database refuse one e-mail address: a cause that can be fixed.
+async fn refuse_blocked_address(app: &intake_tests::TestApp) {
+    app.db
+        .batch_execute(&format!(
+            "ALTER TABLE lt_application ADD CONSTRAINT refuse_blocked CHECK (email <> '{BLOCKED}')"
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_apply_is_dead_lettered_and_replayed_once_fixed() {
+    let app = spawn_app().await;
+    refuse_blocked_address(&app).await;
+    app.post_lt(&application("refused-1", BLOCKED)).await;
+    app.post_lt(&application("fine-1", "fine1@example.fi"))
+        .await;
+    app.post_lt(&application("fine-2", "fine2@example.fi"))
+        .await;
+
+    eventually(
+        "the refused one is dead-lettered",
+        Duration::from_secs(10),
+        || async { (app.dead_letters(WorkQueue::Lt).await == 1).then_some(()) },
+    )
+    .await;
+    eventually(
+        "the others still apply",
+        Duration::from_secs(10),
+        || async { (app.application_count().await == 2).then_some(()) },
+    )
+    .await;
+
+    let listing = app.dlq(&["list"]).await.unwrap();
+    assert!(listing.contains("database_rejected"), "{listing}");
+    assert!(listing.contains("lt.application"), "{listing}");
+    assert!(listing.contains("1 matching message(s)"), "{listing}");
+    assert!(!listing.contains(BLOCKED), "no personal data in a listing");
+    // Browsing twice loses nothing.
+    app.dlq(&["list", "--queue", "lt"]).await.unwrap();
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 1);
+
+    let dry_run = app.dlq(&["replay", "--dry-run"]).await.unwrap();
+    assert!(dry_run.contains("would replay 1"), "{dry_run}");
+    assert_eq!(
+        app.dead_letters(WorkQueue::Lt).await,
+        1,
+        "a dry run changes nothing"
+    );
+
+    app.db
+        .batch_execute("ALTER TABLE lt_application DROP CONSTRAINT refuse_blocked")
+        .await
+        .unwrap();
+    let replayed = app
+        .dlq(&["replay", "--reason", "database_rejected"])
+        .await
+        .unwrap();
+    assert!(replayed.contains("replayed 1"), "{replayed}");
+    eventually(
+        "the replayed message applies",
+        Duration::from_secs(10),
+        || app.application("refused-1"),
+    )
+    .await;
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
+}
+
+#[tokio::test]
+async fn show_redacts_the_payload_and_purge_needs_yes() {
+    let app = spawn_app().await;
+    refuse_blocked_address(&app).await;
+    let response: serde_json::Value = app
+        .post_lt(&application("refused-2", BLOCKED))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = response["id"].as_str().unwrap().to_owned();
+    eventually("it is dead-lettered", Duration::from_secs(10), || async {
+        (app.dead_letters(WorkQueue::Lt).await == 1).then_some(())
+    })
+    .await;
+
+    let shown = app.dlq(&["show", &id]).await.unwrap();
+    assert!(
+        shown.contains("header reason: database_rejected"),
+        "{shown}"
+    );
+    assert!(shown.contains("header original_queue:"), "{shown}");
+    assert!(shown.contains("header first_failed_at:"), "{shown}");
+    assert!(shown.contains("<redacted"), "{shown}");
+    assert!(!shown.contains(BLOCKED), "{shown}");
+    let revealed = app.dlq(&["show", &id, "--reveal"]).await.unwrap();
+    assert!(revealed.contains(BLOCKED), "{revealed}");
+
+    let refused = app.dlq(&["purge"]).await.unwrap_err();
+    assert!(
+        matches!(refused, worker::dlq::DlqError::PurgeNeedsYes(1)),
+        "{refused}"
+    );
+    let dry_run = app.dlq(&["purge", "--dry-run"]).await.unwrap();
+    assert!(dry_run.contains("would purge 1"), "{dry_run}");
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 1);
+    let purged = app.dlq(&["purge", "--yes"]).await.unwrap();
+    assert!(purged.contains("purged 1"), "{purged}");
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
+}
+
+#[tokio::test]
+async fn a_poisoned_event_in_a_batch_neither_loses_nor_dead_letters_the_others() {
+    let mut app = spawn_app_with(TestOptions {
+        start_worker: false,
+        batch_size: 10,
+        batch_linger: Duration::from_millis(500),
+        ..TestOptions::default()
+    })
+    .await;
+    refuse_blocked_address(&app).await;
+    for n in 0..5 {
+        let email = if n == 2 {
+            BLOCKED.to_owned()
+        } else {
+            format!("p{n}@example.fi")
+        };
+        app.post_lt(&application(&format!("poison-{n}"), &email))
+            .await;
+    }
+    let worker = app.spawn_worker().await;
+    let stats = worker.stats.clone();
+    app.worker = Some(worker);
+
+    eventually(
+        "four applied, one dead-lettered",
+        Duration::from_secs(10),
+        || async {
+            (stats.events_applied() == 4 && stats.events_dead_lettered() == 1).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(stats.batches(), 1, "all five were in one batch");
+    assert_eq!(app.application_count().await, 4);
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 1);
+    app.worker.take().unwrap().stop().await;
+    assert_eq!(
+        app.depth(WorkQueue::Lt).await,
+        0,
+        "every delivery was acked"
+    );
+}
+
+#[tokio::test]
+async fn an_event_is_retried_while_the_database_is_unavailable_and_applied_once_it_is_back() {
+    let app = spawn_app().await;
+    let admin = intake_tests::database::connect(&intake_tests::admin_database_url()).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{0}\" ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}';",
+            app.db_name
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.post_lt(&application("outage-1", "o1@example.fi"))
+            .await
+            .status(),
+        200
+    );
+    let stats = app.worker.as_ref().unwrap().stats.clone();
+    eventually("the event is retried", Duration::from_secs(15), || async {
+        (stats.events_retried() >= 1).then_some(())
+    })
+    .await;
+
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+            app.db_name
+        ))
+        .await
+        .unwrap();
+    let db = intake_tests::database::connect(&app.db_url).await;
+    eventually("the event is applied", Duration::from_secs(20), || async {
+        db.query_opt(
+            "SELECT 1 FROM lt_application WHERE mydatashare_user_id = 'outage-1'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    assert_eq!(stats.events_dead_lettered(), 0);
+}

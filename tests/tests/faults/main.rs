@@ -1,0 +1,6 @@
+//! Tests that stop or disturb the shared RabbitMQ: they run alone
+//! (`scripts/test` runs this binary after the others, one test at a time),
+//! and every fault is undone by a guard, whatever happens.
+#![allow(clippy::unwrap_used)]
+
+mod broker_restart;

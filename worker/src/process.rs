@@ -1,0 +1,150 @@
+//! Processing one batch: apply (one transaction), then settle every delivery.
+//! A failed event moves on to its next delay tier or to the dead-letter
+//! queue, and only once the broker confirmed that move is the batch acked,
+//! with one multiple-ack. Nothing is acked that is not committed or moved.
+
+use std::sync::atomic::Ordering;
+
+use common::Envelope;
+use common::amqp::{PublishError, WorkQueue};
+use common::envelope::{header, header_int};
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+
+use crate::apply::apply_batch;
+use crate::context::WorkerContext;
+use crate::dead_letter;
+use crate::error::JobError;
+use crate::jobs::Applied;
+use crate::retry::Disposition;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("could not move a failed message on: {0}")]
+    Publish(#[from] PublishError),
+    #[error("could not ack the batch: {0}")]
+    Ack(#[from] lapin::Error),
+}
+
+pub async fn process_batch(
+    context: &WorkerContext,
+    queue: WorkQueue,
+    deliveries: &[Delivery],
+) -> Result<(), SettleError> {
+    let envelopes: Vec<_> = deliveries
+        .iter()
+        .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
+        .collect();
+    let outcomes = match apply_batch(context, &envelopes).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::warn!(
+                message = "Batch not applied; every event in it will be retried.",
+                size = deliveries.len(),
+                %error,
+            );
+            deliveries.iter().map(|_| Err(error.clone())).collect()
+        }
+    };
+    context.stats.batches.fetch_add(1, Ordering::Relaxed);
+    for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
+        let envelope = envelope.as_ref().ok();
+        match outcome {
+            Ok(applied) => note_applied(context, envelope, applied),
+            Err(error) => {
+                let disposition = move_on(context, queue, delivery, &error).await?;
+                note_failed(context, envelope, &error, &disposition);
+            }
+        }
+    }
+    if let Some(last) = deliveries.last() {
+        // Every delivery up to this one on this channel belongs to the batch.
+        last.acker.ack(BasicAckOptions { multiple: true }).await?;
+    }
+    Ok(())
+}
+
+/// Republishes a failed delivery to its next delay tier or to the kind's
+/// dead-letter queue, confirmed by the broker.
+async fn move_on(
+    context: &WorkerContext,
+    queue: WorkQueue,
+    delivery: &Delivery,
+    error: &JobError,
+) -> Result<Disposition, PublishError> {
+    let attempt = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| header_int(headers, header::ATTEMPT))
+        .and_then(|attempt| u32::try_from(attempt).ok())
+        .unwrap_or(0);
+    let disposition = context.retry.decide(attempt, error);
+    let detail = error.to_string();
+    let topology = &context.topology;
+    match &disposition {
+        Disposition::Retry { delay, attempt } => {
+            let properties = dead_letter::for_retry(&delivery.properties, *attempt, &detail);
+            // The tier's fanout exchange ignores the routing key; the tier
+            // keeps it and, on expiry, dead-letters back to that work queue.
+            context
+                .publisher
+                .publish(
+                    &topology.retry_tier(*delay),
+                    &topology.work_queue(queue),
+                    &delivery.data,
+                    properties,
+                )
+                .await?;
+        }
+        Disposition::DeadLetter { reason, attempts } => {
+            let properties = dead_letter::for_dead_letter(
+                &delivery.properties,
+                reason,
+                &detail,
+                &topology.work_queue(queue),
+                *attempts,
+            );
+            context
+                .publisher
+                .publish(
+                    "",
+                    &topology.dead_letter_queue(queue),
+                    &delivery.data,
+                    properties,
+                )
+                .await?;
+        }
+    }
+    Ok(disposition)
+}
+
+fn note_applied(context: &WorkerContext, envelope: Option<&Envelope>, applied: Applied) {
+    context.stats.events_applied.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        message = "Event processed.",
+        event_id = envelope.map(|envelope| envelope.id.to_string()),
+        kind = envelope.map(|envelope| envelope.kind.as_str()),
+        outcome = applied.as_str(),
+    );
+}
+
+fn note_failed(
+    context: &WorkerContext,
+    envelope: Option<&Envelope>,
+    error: &JobError,
+    disposition: &Disposition,
+) {
+    let (outcome, counter) = match disposition {
+        Disposition::Retry { .. } => ("retried", &context.stats.events_retried),
+        Disposition::DeadLetter { .. } => ("dead_lettered", &context.stats.events_dead_lettered),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        message = "Event failed.",
+        event_id = envelope.map(|envelope| envelope.id.to_string()),
+        kind = envelope.map(|envelope| envelope.kind.as_str()),
+        outcome,
+        reason = error.reason(),
+    );
+}

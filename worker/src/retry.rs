@@ -1,0 +1,106 @@
+//! The retry policy: a pure decision, unit-tested without a broker.
+
+use std::time::Duration;
+
+use crate::error::JobError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Republish to the delay tier of `delay`, as attempt `attempt`.
+    Retry { delay: Duration, attempt: u32 },
+    /// Park in the dead-letter queue with `reason`, after `attempts` tries.
+    DeadLetter { reason: &'static str, attempts: u32 },
+}
+
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// One delay per retry, shortest first (`INTAKE_RETRY_DELAYS`).
+    delays: Vec<Duration>,
+}
+
+impl RetryPolicy {
+    pub fn new(delays: Vec<Duration>) -> Self {
+        RetryPolicy { delays }
+    }
+
+    /// What to do with a message that failed on its `attempt`-th try
+    /// (0 for the first delivery).
+    pub fn decide(&self, attempt: u32, error: &JobError) -> Disposition {
+        let attempts = attempt.saturating_add(1);
+        match error {
+            JobError::Permanent { reason, .. } => Disposition::DeadLetter { reason, attempts },
+            JobError::Transient(_) => match self.delays.get(attempt as usize) {
+                Some(delay) => Disposition::Retry {
+                    delay: *delay,
+                    attempt: attempts,
+                },
+                None => Disposition::DeadLetter {
+                    reason: "retries_exhausted",
+                    attempts,
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::new(vec![Duration::from_secs(1), Duration::from_secs(30)])
+    }
+
+    fn transient() -> JobError {
+        JobError::Transient("database unavailable".into())
+    }
+
+    #[test]
+    fn transient_failures_climb_the_delay_tiers() {
+        assert_eq!(
+            policy().decide(0, &transient()),
+            Disposition::Retry {
+                delay: Duration::from_secs(1),
+                attempt: 1
+            }
+        );
+        assert_eq!(
+            policy().decide(1, &transient()),
+            Disposition::Retry {
+                delay: Duration::from_secs(30),
+                attempt: 2
+            }
+        );
+    }
+
+    #[test]
+    fn after_the_last_tier_a_transient_failure_is_dead_lettered() {
+        assert_eq!(
+            policy().decide(2, &transient()),
+            Disposition::DeadLetter {
+                reason: "retries_exhausted",
+                attempts: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_permanent_failure_is_dead_lettered_at_once_with_its_reason() {
+        let error = JobError::permanent("missing_email", "no e-mail");
+        assert_eq!(
+            policy().decide(0, &error),
+            Disposition::DeadLetter {
+                reason: "missing_email",
+                attempts: 1
+            }
+        );
+    }
+
+    #[test]
+    fn no_tiers_means_no_retries() {
+        assert!(matches!(
+            RetryPolicy::new(vec![]).decide(0, &transient()),
+            Disposition::DeadLetter { .. }
+        ));
+    }
+}
