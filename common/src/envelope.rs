@@ -24,7 +24,7 @@ pub mod header {
     pub const SCHEMA: &str = "schema";
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
     Lt,
     Lina,

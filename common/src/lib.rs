@@ -11,6 +11,7 @@ pub mod ops;
 pub mod senders;
 pub mod settings;
 pub mod shutdown;
+pub mod subject;
 pub mod telemetry;
 
 pub use envelope::{Envelope, EventKind, Source};

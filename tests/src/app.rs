@@ -17,6 +17,9 @@ use worker::startup::Worker;
 
 use crate::{broker, database};
 
+/// The subject hash key of every test worker.
+pub const TEST_SUBJECT_HASH_KEY: &str = "test-subject-hash-key-0123456789";
+
 /// The first of the test tokens; `TestApp::post_lt` uses it.
 pub const TEST_TOKEN: &str = "test-token-current";
 
@@ -61,6 +64,8 @@ pub struct TestApp {
     pub options: TestOptions,
     pub worker: Option<WorkerHandle>,
     pub amqp: AmqpSettings,
+    /// The test's own publisher (connects on first use).
+    publisher: common::amqp::ConfirmedPublisher,
     gateway_shutdown: CancellationToken,
     gateway: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -85,7 +90,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
-    common::telemetry::init("info", common::telemetry::LogFormat::Json);
+    crate::logs::init();
     let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let prefix = format!("t_{unique}");
     let db_name = format!("intake_t_{unique}");
@@ -128,6 +133,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         http: reqwest::Client::new(),
         options: options.clone(),
         worker: None,
+        publisher: common::amqp::ConfirmedPublisher::new(
+            amqp.connector("test"),
+            Duration::from_secs(5),
+        ),
         amqp,
         gateway_shutdown,
         gateway: Some(gateway),
@@ -148,6 +157,8 @@ impl TestApp {
             batch_size: self.options.batch_size,
             batch_linger: self.options.batch_linger,
             lt_email_pointer: "/email".into(),
+            lt_event_time_pointer: None,
+            subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),
             database_pool_size: 4,
         }
     }
@@ -210,6 +221,32 @@ impl TestApp {
         let mut out = Vec::new();
         worker::dlq::run(cli.command, &self.amqp, &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// Publishes `envelope` straight to its work queue, confirmed (as the
+    /// gateway would, but with an envelope the test built: another order,
+    /// the same id twice).
+    pub async fn publish(&self, envelope: &common::Envelope) {
+        let queue = self.topology.work_queue(envelope.kind.work_queue());
+        self.publisher
+            .publish("", &queue, &envelope.body, envelope.amqp_properties())
+            .await
+            .unwrap();
+    }
+
+    /// The whole test database as `pg_dump` prints it.
+    pub async fn dump(&self) -> String {
+        let output = tokio::process::Command::new("pg_dump")
+            .args(["--no-owner", "--dbname", &self.db_url])
+            .output()
+            .await
+            .expect("pg_dump runs");
+        assert!(
+            output.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
     }
 
     /// Ready messages in the dead-letter queue of `queue`.

@@ -8,6 +8,7 @@ pub mod app;
 pub mod binaries;
 pub mod broker;
 pub mod database;
+pub mod logs;
 pub mod poll;
 pub mod services;
 
@@ -31,4 +32,25 @@ pub fn admin_database_url() -> String {
 pub fn example(path: &str) -> String {
     let full = format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("cannot read {full}: {error}"))
+}
+
+/// Every string in a JSON document long enough to identify someone
+/// (names, e-mails, phone numbers, free text; not `fi` or `new`).
+pub fn personal_strings(value: &serde_json::Value) -> Vec<String> {
+    const NOT_PERSONAL: [&str; 4] = ["new", "updated", "revoked", "native"];
+    let mut found = Vec::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(text)
+                if text.chars().count() >= 5 && !NOT_PERSONAL.contains(&text.as_str()) =>
+            {
+                found.push(text.clone());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(fields) => stack.extend(fields.values()),
+            _ => {}
+        }
+    }
+    found
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::db::DbPool;
+use common::subject::SubjectHasher;
 
 use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
@@ -15,6 +16,7 @@ pub struct WorkerContext {
     /// Moves failed messages on (delay tiers, dead-letter queues).
     pub publisher: ConfirmedPublisher,
     pub retry: RetryPolicy,
+    pub hasher: SubjectHasher,
     pub topology: Topology,
     pub settings: WorkerSettings,
     pub stats: Arc<WorkerStats>,
@@ -26,6 +28,9 @@ pub struct WorkerContext {
 pub struct WorkerStats {
     pub batches: AtomicU64,
     pub events_applied: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub events_stale: AtomicU64,
+    pub erasures: AtomicU64,
     pub events_retried: AtomicU64,
     pub events_dead_lettered: AtomicU64,
 }
@@ -37,6 +42,18 @@ impl WorkerStats {
 
     pub fn events_applied(&self) -> u64 {
         self.events_applied.load(Ordering::Relaxed)
+    }
+
+    pub fn events_duplicate(&self) -> u64 {
+        self.events_duplicate.load(Ordering::Relaxed)
+    }
+
+    pub fn events_stale(&self) -> u64 {
+        self.events_stale.load(Ordering::Relaxed)
+    }
+
+    pub fn erasures(&self) -> u64 {
+        self.erasures.load(Ordering::Relaxed)
     }
 
     pub fn events_retried(&self) -> u64 {

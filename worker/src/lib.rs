@@ -16,3 +16,4 @@ pub mod process;
 pub mod retry;
 pub mod settings;
 pub mod startup;
+pub mod subject_state;

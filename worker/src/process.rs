@@ -15,8 +15,9 @@ use crate::apply::apply_batch;
 use crate::context::WorkerContext;
 use crate::dead_letter;
 use crate::error::JobError;
-use crate::jobs::Applied;
+use crate::jobs::Outcome;
 use crate::retry::Disposition;
+use common::subject::SubjectKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettleError {
@@ -50,7 +51,7 @@ pub async fn process_batch(
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
         let envelope = envelope.as_ref().ok();
         match outcome {
-            Ok(applied) => note_applied(context, envelope, applied),
+            Ok((outcome, subject)) => note_processed(context, envelope, outcome, &subject),
             Err(error) => {
                 let disposition = move_on(context, queue, delivery, &error).await?;
                 note_failed(context, envelope, &error, &disposition);
@@ -119,13 +120,29 @@ async fn move_on(
     Ok(disposition)
 }
 
-fn note_applied(context: &WorkerContext, envelope: Option<&Envelope>, applied: Applied) {
-    context.stats.events_applied.fetch_add(1, Ordering::Relaxed);
+/// One log line per event: id, kind, hashed subject, outcome; never content.
+fn note_processed(
+    context: &WorkerContext,
+    envelope: Option<&Envelope>,
+    outcome: Outcome,
+    subject: &SubjectKey,
+) {
+    let stats = &context.stats;
+    let counter = match outcome {
+        Outcome::Applied | Outcome::Erased => &stats.events_applied,
+        Outcome::Duplicate => &stats.events_duplicate,
+        Outcome::Stale => &stats.events_stale,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if outcome == Outcome::Erased {
+        stats.erasures.fetch_add(1, Ordering::Relaxed);
+    }
     tracing::info!(
         message = "Event processed.",
         event_id = envelope.map(|envelope| envelope.id.to_string()),
         kind = envelope.map(|envelope| envelope.kind.as_str()),
-        outcome = applied.as_str(),
+        subject = %subject,
+        outcome = outcome.as_str(),
     );
 }
 

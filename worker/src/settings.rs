@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::settings::{AmqpArgs, AmqpSettings, LogArgs, Missing, SettingsError, resolve_secret};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
@@ -47,6 +47,22 @@ pub struct WorkerArgs {
         global = true
     )]
     pub lt_email_pointer: String,
+    /// Key of the keyed hashes that stand for people in subject_state, erasure_log and logs
+    /// (at least 16 bytes; changing it forgets every subject's order and tombstone) (required)
+    #[arg(
+        long,
+        env = "INTAKE_SUBJECT_HASH_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub subject_hash_key: Option<String>,
+    /// File holding the subject hash key (instead of INTAKE_SUBJECT_HASH_KEY)
+    #[arg(long, env = "INTAKE_SUBJECT_HASH_KEY_FILE", global = true)]
+    pub subject_hash_key_file: Option<PathBuf>,
+    /// JSON pointer to LT's own event time (RFC 3339) in a profile, used to order events
+    /// instead of the receive time when present; unset: receive time (LT documents none)
+    #[arg(long, env = "INTAKE_LT_EVENT_TIME_POINTER", global = true)]
+    pub lt_event_time_pointer: Option<String>,
     /// Database connections per worker process
     #[arg(
         long,
@@ -68,6 +84,8 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub lt_email_pointer: String,
+    pub lt_event_time_pointer: Option<String>,
+    pub subject_hash_key: SecretString,
     pub database_pool_size: usize,
 }
 
@@ -84,15 +102,36 @@ impl WorkerArgs {
             missing.note("INTAKE_DATABASE_URL");
         }
         let amqp = self.amqp.resolve(&mut missing)?;
+        let subject_hash_key = resolve_secret(
+            "INTAKE_SUBJECT_HASH_KEY",
+            self.subject_hash_key,
+            self.subject_hash_key_file,
+        )?;
+        if subject_hash_key.is_none() {
+            missing.note("INTAKE_SUBJECT_HASH_KEY");
+        }
         missing.into_result()?;
-        let (Some(database_url), Some(amqp)) = (database_url, amqp) else {
+        let (Some(database_url), Some(amqp), Some(subject_hash_key)) =
+            (database_url, amqp, subject_hash_key)
+        else {
             return Err(SettingsError::Missing(vec!["INTAKE_DATABASE_URL".into()]));
         };
-        if !(self.lt_email_pointer.is_empty() || self.lt_email_pointer.starts_with('/')) {
-            return Err(invalid(
+        if subject_hash_key.expose_secret().len() < common::subject::MIN_KEY_LEN {
+            return Err(invalid("INTAKE_SUBJECT_HASH_KEY", "use at least 16 bytes"));
+        }
+        for (name, pointer) in [
+            (
                 "INTAKE_LT_EMAIL_POINTER",
-                "a JSON pointer starts with `/`",
-            ));
+                Some(self.lt_email_pointer.as_str()),
+            ),
+            (
+                "INTAKE_LT_EVENT_TIME_POINTER",
+                self.lt_event_time_pointer.as_deref(),
+            ),
+        ] {
+            if pointer.is_some_and(|pointer| !(pointer.is_empty() || pointer.starts_with('/'))) {
+                return Err(invalid(name, "a JSON pointer starts with `/`"));
+            }
         }
         if self.prefetch == 0 || self.batch_size == 0 || self.database_pool_size == 0 {
             return Err(invalid(
@@ -109,6 +148,8 @@ impl WorkerArgs {
             batch_size: self.batch_size.min(usize::from(self.prefetch)),
             batch_linger: self.batch_linger,
             lt_email_pointer: self.lt_email_pointer,
+            lt_event_time_pointer: self.lt_event_time_pointer,
+            subject_hash_key,
             database_pool_size: self.database_pool_size,
         })
     }

@@ -10,6 +10,7 @@ use actix_web::dev::Server;
 use common::amqp::{ConfirmedPublisher, WorkQueue};
 use common::db::{DbError, DbPool};
 use common::ops::{Readiness, ReadinessCheck};
+use common::subject::SubjectHasher;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,6 +52,7 @@ impl Worker {
             topology: settings.amqp.topology(),
             publisher: ConfirmedPublisher::new(connector.clone(), settings.amqp.publish_timeout),
             retry: RetryPolicy::new(settings.amqp.retry_delays.clone()),
+            hasher: SubjectHasher::new(settings.subject_hash_key.clone()),
             connector: connector.clone(),
             settings,
             stats: Arc::new(WorkerStats::default()),

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod dead_letters;
+mod erasure;
 mod lt_gateway;
 mod lt_worker;
+mod ordering;
 mod run_command;
 mod shutdown;

@@ -65,12 +65,13 @@ async fn the_run_command_starts_the_system_and_its_curl_line_stores_an_applicati
             "INTAKE_RUN_GATEWAY_OPS_ADDR",
             format!("127.0.0.1:{}", free_port()),
         )
+        .env("INTAKE_LOG_FORMAT", "json")
         .env(
             "INTAKE_RUN_WORKER_OPS_ADDR",
             format!("127.0.0.1:{}", free_port()),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(intake_tests::logs::stderr_for("run"))
         .process_group(0)
         .kill_on_drop(true)
         .spawn()

@@ -35,6 +35,10 @@ async fn sigterm_during_a_batch_loses_nothing_and_applies_nothing_twice() {
         .env("INTAKE_QUEUE_PREFIX", app.topology.prefix())
         .env("INTAKE_OPS_ADDR", "127.0.0.1:0")
         .env("INTAKE_RETRY_DELAYS", "1s,5s")
+        .env(
+            "INTAKE_SUBJECT_HASH_KEY",
+            intake_tests::app::TEST_SUBJECT_HASH_KEY,
+        )
         .env("INTAKE_LOG_FORMAT", "json")
         .env("INTAKE_LOG", "info")
         .stdout(Stdio::null())
@@ -66,6 +70,7 @@ async fn sigterm_during_a_batch_loses_nothing_and_applies_nothing_twice() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
     let logs = logs.await.unwrap();
+    intake_tests::logs::keep("worker", &logs);
     let applied_before = logs.matches(r#""outcome":"applied""#).count();
     assert!(
         applied_before < EVENTS,
@@ -111,7 +116,7 @@ async fn sigterm_to_the_gateway_finishes_in_flight_requests_and_every_200_is_pub
         .env("INTAKE_OPS_ADDR", "127.0.0.1:0")
         .env("INTAKE_LT_TOKENS", intake_tests::app::TEST_TOKEN)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(intake_tests::logs::stderr_for("gateway"))
         .kill_on_drop(true)
         .spawn()
         .unwrap();

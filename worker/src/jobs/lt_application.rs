@@ -3,10 +3,9 @@
 
 use common::Envelope;
 use common::db::Transaction;
-use common::senders::lt;
+use common::senders::lt::LtPayload;
 
-use super::Applied;
-use crate::context::WorkerContext;
+use super::Outcome;
 use crate::error::JobError;
 
 const UPSERT: &str = "
@@ -22,11 +21,9 @@ const UPSERT: &str = "
 
 pub async fn apply(
     transaction: &Transaction<'_>,
-    context: &WorkerContext,
     envelope: &Envelope,
-) -> Result<Applied, JobError> {
-    let payload = lt::parse(&envelope.body, &context.settings.lt_email_pointer)
-        .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
+    payload: &LtPayload,
+) -> Result<Outcome, JobError> {
     let email = payload
         .email
         .as_deref()
@@ -44,5 +41,5 @@ pub async fn apply(
             ],
         )
         .await?;
-    Ok(Applied::Applied)
+    Ok(Outcome::Applied)
 }

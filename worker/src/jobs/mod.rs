@@ -1,43 +1,163 @@
 //! One module per kind of job, dispatched in one `match`.
+//!
+//! An event is first *prepared* (parsed once, its subject and order key
+//! known), so the batch can lock every subject up front in sorted order;
+//! then *applied* under the subject-state rules: duplicates and stale events
+//! are dropped and counted, everything else is applied and recorded.
 
 mod lt_application;
 mod lt_revocation;
 
+use chrono::{DateTime, Utc};
 use common::db::Transaction;
-use common::{Envelope, EventKind};
+use common::senders::lt::{self, LtPayload};
+use common::subject::{BodyHash, SubjectKey};
+use common::{Envelope, EventKind, Source};
+use serde_json::Value;
 
 use crate::context::WorkerContext;
 use crate::error::JobError;
+use crate::subject_state::{self, OrderKey, Verdict};
 
 /// What applying an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
+pub enum Outcome {
     /// The event changed the stored state.
     Applied,
+    /// The event erased the subject's personal data (and left a tombstone).
+    Erased,
+    /// Already applied (the same event, or a resend of the same body): dropped.
+    Duplicate,
+    /// Older than the subject's newest state or tombstone: dropped.
+    Stale,
 }
 
-impl Applied {
+impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Applied::Applied => "applied",
+            Outcome::Applied => "applied",
+            Outcome::Erased => "erased",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
         }
     }
 }
 
-/// Applies one event inside `transaction` (a savepoint of the batch).
-pub async fn apply(
-    transaction: &Transaction<'_>,
-    context: &WorkerContext,
-    envelope: &Envelope,
-) -> Result<Applied, JobError> {
-    match envelope.kind {
-        EventKind::LtApplication => lt_application::apply(transaction, context, envelope).await,
-        EventKind::LtRevocation => lt_revocation::apply(transaction, envelope).await,
+/// The work an event asks for, parsed.
+#[derive(Debug)]
+pub enum Job {
+    LtApplication(LtPayload),
+    LtRevocation(LtPayload),
+}
+
+impl Job {
+    fn is_erasure(&self) -> bool {
+        matches!(self, Job::LtRevocation(_))
+    }
+}
+
+/// An event ready to apply.
+#[derive(Debug)]
+pub struct Prepared {
+    pub subject: SubjectKey,
+    pub source: Source,
+    pub order: OrderKey,
+    pub body_hash: BodyHash,
+    pub job: Job,
+}
+
+/// Parses an event once: what to do, to whom, and where it stands in order.
+pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared, JobError> {
+    let settings = &context.settings;
+    let (job, body, subject, event_time) = match envelope.kind {
+        EventKind::LtApplication | EventKind::LtRevocation => {
+            let payload = lt::parse(&envelope.body, &settings.lt_email_pointer)
+                .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
+            let subject = context.hasher.lt(&payload.user_id);
+            let event_time =
+                sender_time(&payload.profile, settings.lt_event_time_pointer.as_deref());
+            let body = context.hasher.body(&payload.profile);
+            // The payload decides, not the header: the gateway derived one from the other.
+            let job = if payload.is_revocation() {
+                Job::LtRevocation(payload)
+            } else {
+                Job::LtApplication(payload)
+            };
+            (job, body, subject, event_time)
+        }
         EventKind::LinaConsent | EventKind::LinaWithdrawal | EventKind::EmailAcknowledgement => {
-            Err(JobError::permanent(
+            return Err(JobError::permanent(
                 "unsupported_kind",
                 format!("this worker does not handle {}", envelope.kind),
-            ))
+            ));
         }
+    };
+    Ok(Prepared {
+        subject,
+        source: envelope.kind.source(),
+        order: OrderKey {
+            at: event_time.unwrap_or(envelope.received_at),
+            id: envelope.id,
+        },
+        body_hash: body,
+        job,
+    })
+}
+
+/// The sender's own event time, where configured and present (RFC 3339).
+fn sender_time(body: &Value, pointer: Option<&str>) -> Option<DateTime<Utc>> {
+    let text = body.pointer(pointer?)?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+}
+
+/// Applies one prepared event inside `transaction` (a savepoint of the
+/// batch), its subject already locked.
+pub async fn apply(
+    transaction: &Transaction<'_>,
+    envelope: &Envelope,
+    prepared: &Prepared,
+) -> Result<Outcome, JobError> {
+    let mut state = subject_state::load(transaction, &prepared.subject).await?;
+    let is_erasure = prepared.job.is_erasure();
+    match state.judge(prepared.order, &prepared.body_hash, is_erasure) {
+        Verdict::Apply => {}
+        Verdict::Duplicate => return Ok(Outcome::Duplicate),
+        Verdict::Stale => return Ok(Outcome::Stale),
+    }
+    let outcome = match &prepared.job {
+        Job::LtApplication(payload) => {
+            lt_application::apply(transaction, envelope, payload).await?
+        }
+        Job::LtRevocation(payload) => lt_revocation::apply(transaction, payload).await?,
+    };
+    state.applied(prepared.order, prepared.body_hash, is_erasure);
+    subject_state::save(transaction, &prepared.subject, &state).await?;
+    if is_erasure {
+        subject_state::log_erasure(
+            transaction,
+            &prepared.subject,
+            prepared.source,
+            "revocation",
+        )
+        .await?;
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_sender_time_is_used_only_where_configured_and_valid() {
+        let body = json!({"shared_at": "2026-11-20T08:14:03Z", "bad": "yesterday"});
+        assert!(sender_time(&body, None).is_none());
+        assert!(sender_time(&body, Some("/bad")).is_none());
+        assert!(sender_time(&body, Some("/missing")).is_none());
+        let time = sender_time(&body, Some("/shared_at")).map(|time| time.to_rfc3339());
+        assert_eq!(time.as_deref(), Some("2026-11-20T08:14:03+00:00"));
     }
 }

@@ -1,0 +1,265 @@
+//! The subject state row (DESIGN.md, invariant 4): the order key of the
+//! newest applied event, keyed hashes of recent bodies, and the tombstone
+//! mark. The verdict on an event is a pure function, unit-tested here; the
+//! SQL around it locks the row for the whole transaction.
+
+use chrono::{DateTime, Utc};
+use common::Source;
+use common::db::Transaction;
+use common::subject::{BodyHash, SubjectKey};
+use uuid::Uuid;
+
+use crate::error::JobError;
+
+/// How many body hashes a subject remembers (resends of anything older are
+/// recognised by their age instead: they are stale).
+pub const RECENT_BODIES: usize = 16;
+
+/// Events are ordered by (event time, event id); UUIDv7 ids break ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectState {
+    pub newest: Option<OrderKey>,
+    /// Oldest first, at most `RECENT_BODIES`.
+    pub recent_bodies: Vec<BodyHash>,
+    pub erased: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Apply,
+    /// Already applied: the same event again, or a resend of a body applied before.
+    Duplicate,
+    /// Older than what the subject already reflects (its newest event or tombstone).
+    Stale,
+}
+
+impl SubjectState {
+    /// What to do with an event. An erasure is never a body duplicate: a
+    /// second revocation after a re-application looks exactly like the first
+    /// one and must still erase.
+    pub fn judge(&self, order: OrderKey, body: &BodyHash, is_erasure: bool) -> Verdict {
+        match self.newest {
+            Some(newest) if newest == order => return Verdict::Duplicate,
+            _ => {}
+        }
+        if !is_erasure && self.recent_bodies.contains(body) {
+            return Verdict::Duplicate;
+        }
+        match self.newest {
+            Some(newest) if newest > order => Verdict::Stale,
+            _ => Verdict::Apply,
+        }
+    }
+
+    /// The state after applying an event.
+    pub fn applied(&mut self, order: OrderKey, body: BodyHash, is_erasure: bool) {
+        self.newest = Some(order);
+        self.erased = is_erasure;
+        if !self.recent_bodies.contains(&body) {
+            self.recent_bodies.push(body);
+        }
+        let excess = self.recent_bodies.len().saturating_sub(RECENT_BODIES);
+        self.recent_bodies.drain(..excess);
+    }
+}
+
+/// Creates the state rows that do not exist yet and locks every one of
+/// `subjects` for the rest of the transaction, in sorted order, so that two
+/// workers with overlapping batches cannot deadlock.
+pub async fn lock(
+    transaction: &Transaction<'_>,
+    subjects: &[(SubjectKey, Source)],
+) -> Result<(), JobError> {
+    let mut subjects = subjects.to_vec();
+    subjects.sort();
+    subjects.dedup_by_key(|(key, _)| *key);
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&[u8]> = subjects.iter().map(|(key, _)| key.as_bytes()).collect();
+    let sources: Vec<&str> = subjects.iter().map(|(_, source)| source.as_str()).collect();
+    let insert = transaction
+        .prepare_cached(
+            "INSERT INTO subject_state (subject_key, source)
+             SELECT key, source FROM unnest($1::bytea[], $2::text[]) AS s(key, source)
+             ORDER BY key
+             ON CONFLICT (subject_key) DO NOTHING",
+        )
+        .await?;
+    transaction.execute(&insert, &[&keys, &sources]).await?;
+    let select = transaction
+        .prepare_cached(
+            "SELECT 1 FROM subject_state WHERE subject_key = ANY($1)
+             ORDER BY subject_key FOR UPDATE",
+        )
+        .await?;
+    transaction.query(&select, &[&keys]).await?;
+    Ok(())
+}
+
+/// The (already locked) state of `subject`.
+pub async fn load(
+    transaction: &Transaction<'_>,
+    subject: &SubjectKey,
+) -> Result<SubjectState, JobError> {
+    let select = transaction
+        .prepare_cached(
+            "SELECT newest_event_at, newest_event_id, recent_body_hashes, erased_at IS NOT NULL
+             FROM subject_state WHERE subject_key = $1 FOR UPDATE",
+        )
+        .await?;
+    let row = transaction
+        .query_one(&select, &[&subject.as_bytes()])
+        .await?;
+    let at: Option<DateTime<Utc>> = row.get(0);
+    let id: Option<Uuid> = row.get(1);
+    let hashes: Vec<Vec<u8>> = row.get(2);
+    Ok(SubjectState {
+        newest: at.zip(id).map(|(at, id)| OrderKey { at, id }),
+        recent_bodies: hashes
+            .iter()
+            .filter_map(|hash| <BodyHash>::try_from(hash.as_slice()).ok())
+            .collect(),
+        erased: row.get(3),
+    })
+}
+
+/// Writes `state` back; an erased state becomes (or stays) a tombstone.
+pub async fn save(
+    transaction: &Transaction<'_>,
+    subject: &SubjectKey,
+    state: &SubjectState,
+) -> Result<(), JobError> {
+    let update = transaction
+        .prepare_cached(
+            "UPDATE subject_state SET
+                 newest_event_at = $2, newest_event_id = $3, recent_body_hashes = $4,
+                 erased_at = CASE WHEN $5 THEN coalesce(erased_at, now()) END,
+                 updated_at = now()
+             WHERE subject_key = $1",
+        )
+        .await?;
+    let hashes: Vec<&[u8]> = state
+        .recent_bodies
+        .iter()
+        .map(|hash| hash.as_slice())
+        .collect();
+    transaction
+        .execute(
+            &update,
+            &[
+                &subject.as_bytes(),
+                &state.newest.map(|order| order.at),
+                &state.newest.map(|order| order.id),
+                &hashes,
+                &state.erased,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The non-personal record an erasure leaves: when, which source, why.
+pub async fn log_erasure(
+    transaction: &Transaction<'_>,
+    subject: &SubjectKey,
+    source: Source,
+    cause: &str,
+) -> Result<(), JobError> {
+    let insert = transaction
+        .prepare_cached("INSERT INTO erasure_log (subject_key, source, cause) VALUES ($1, $2, $3)")
+        .await?;
+    transaction
+        .execute(&insert, &[&subject.as_bytes(), &source.as_str(), &cause])
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn order(second: i64, id: u128) -> OrderKey {
+        OrderKey {
+            at: Utc.timestamp_opt(second, 0).single().unwrap_or_default(),
+            id: Uuid::from_u128(id),
+        }
+    }
+
+    const BODY_A: BodyHash = [1; 32];
+    const BODY_B: BodyHash = [2; 32];
+    const REVOKE: BodyHash = [9; 32];
+
+    #[test]
+    fn a_first_event_applies() {
+        assert_eq!(
+            SubjectState::default().judge(order(1, 1), &BODY_A, false),
+            Verdict::Apply
+        );
+    }
+
+    #[test]
+    fn the_same_event_again_is_a_duplicate() {
+        let mut state = SubjectState::default();
+        state.applied(order(1, 1), BODY_A, false);
+        assert_eq!(state.judge(order(1, 1), &BODY_A, false), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn a_resend_of_an_applied_body_is_a_duplicate_even_after_an_erasure() {
+        let mut state = SubjectState::default();
+        state.applied(order(1, 1), BODY_A, false);
+        state.applied(order(2, 2), REVOKE, true);
+        assert_eq!(state.judge(order(3, 3), &BODY_A, false), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn an_older_event_is_stale() {
+        let mut state = SubjectState::default();
+        state.applied(order(5, 5), REVOKE, true);
+        assert_eq!(state.judge(order(4, 9), &BODY_B, false), Verdict::Stale);
+    }
+
+    #[test]
+    fn a_changed_body_newer_than_the_tombstone_is_a_re_application() {
+        let mut state = SubjectState::default();
+        state.applied(order(1, 1), BODY_A, false);
+        state.applied(order(2, 2), REVOKE, true);
+        assert_eq!(state.judge(order(3, 3), &BODY_B, false), Verdict::Apply);
+        state.applied(order(3, 3), BODY_B, false);
+        assert!(!state.erased);
+    }
+
+    #[test]
+    fn a_second_identical_erasure_after_a_re_application_still_erases() {
+        let mut state = SubjectState::default();
+        state.applied(order(1, 1), BODY_A, false);
+        state.applied(order(2, 2), REVOKE, true);
+        state.applied(order(3, 3), BODY_B, false);
+        assert_eq!(state.judge(order(4, 4), &REVOKE, true), Verdict::Apply);
+    }
+
+    #[test]
+    fn only_the_most_recent_bodies_are_remembered() {
+        let mut state = SubjectState::default();
+        for n in 0..(RECENT_BODIES as u8 + 4) {
+            state.applied(order(i64::from(n), u128::from(n)), [n; 32], false);
+        }
+        assert_eq!(state.recent_bodies.len(), RECENT_BODIES);
+        assert!(!state.recent_bodies.contains(&[0; 32]));
+        assert!(state.recent_bodies.contains(&[RECENT_BODIES as u8 + 3; 32]));
+    }
+
+    #[test]
+    fn order_keys_compare_by_time_then_id() {
+        assert!(order(1, 9) < order(2, 1));
+        assert!(order(1, 1) < order(1, 2));
+    }
+}
