@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod db;
+pub mod dead_letter;
 pub mod envelope;
 pub mod ops;
 pub mod senders;

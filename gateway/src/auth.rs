@@ -1,4 +1,5 @@
-//! LT's bearer token, compared in constant time against every accepted token.
+//! The senders' credentials, compared in constant time against every
+//! accepted value: LT's bearer token, LINA's URL secret.
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
@@ -12,14 +13,29 @@ use crate::error::GatewayError;
 /// so timing does not tell which one (or how much of one) was right.
 pub fn check_bearer(request: &HttpRequest, accepted: &[SecretString]) -> Result<(), GatewayError> {
     let token = bearer_token(request).ok_or(GatewayError::Unauthorized)?;
-    let matched = accepted.iter().fold(Choice::from(0), |matched, candidate| {
-        matched | candidate.expose_secret().as_bytes().ct_eq(token.as_bytes())
-    });
-    if bool::from(matched) {
+    if matches_any(token, accepted) {
         Ok(())
     } else {
         Err(GatewayError::Unauthorized)
     }
+}
+
+/// LINA's URL secret; anything else is a plain 404 that says nothing about why.
+pub fn check_path_secret(secret: &str, accepted: &[SecretString]) -> Result<(), GatewayError> {
+    if matches_any(secret, accepted) {
+        Ok(())
+    } else {
+        Err(GatewayError::NotFound)
+    }
+}
+
+/// Whether `given` equals one of `accepted`; every candidate is compared,
+/// whichever matches.
+fn matches_any(given: &str, accepted: &[SecretString]) -> bool {
+    let matched = accepted.iter().fold(Choice::from(0), |matched, candidate| {
+        matched | candidate.expose_secret().as_bytes().ct_eq(given.as_bytes())
+    });
+    bool::from(matched)
 }
 
 fn bearer_token(request: &HttpRequest) -> Option<&str> {

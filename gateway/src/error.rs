@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use common::amqp::PublishError;
+use common::senders::lina::LinaPayloadError;
 use common::senders::lt::LtPayloadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,12 @@ pub enum GatewayError {
     IncompleteBody,
     #[error("{0}")]
     InvalidLtPayload(LtPayloadError),
+    #[error("{0}")]
+    InvalidLinaPayload(LinaPayloadError),
+    #[error("the body must be application/json")]
+    LinaUnsupportedMediaType,
+    #[error("the event could not be stored; it was not kept")]
+    SpoolUnavailable,
     #[error("too many requests in flight; try again shortly")]
     Overloaded,
     #[error("the event could not be stored durably; try again")]
@@ -36,6 +43,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::IncompleteBody => "incomplete_body",
             GatewayError::InvalidLtPayload(reason) => reason.code(),
+            GatewayError::InvalidLinaPayload(reason) => reason.code(),
+            GatewayError::LinaUnsupportedMediaType => "unsupported_media_type",
+            GatewayError::SpoolUnavailable => "spool_full",
             GatewayError::Overloaded => "overloaded",
             GatewayError::Unavailable(PublishError::Blocked) => "broker_blocked",
             GatewayError::Unavailable(_) => "broker_unavailable",
@@ -48,7 +58,11 @@ impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         match self {
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
-            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::UnsupportedMediaType | GatewayError::LinaUnsupportedMediaType => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            GatewayError::InvalidLinaPayload(_) => StatusCode::BAD_REQUEST,
+            GatewayError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::IncompleteBody | GatewayError::InvalidLtPayload(_) => {
                 StatusCode::BAD_REQUEST

@@ -8,5 +8,6 @@ pub mod error;
 pub mod publish;
 pub mod routes;
 pub mod settings;
+pub mod spool;
 pub mod startup;
 pub mod state;

@@ -1,8 +1,13 @@
-//! Publishing an envelope to its work queue, within the in-flight bound.
+//! Publishing an envelope, within the in-flight bound: for LT a failure is a
+//! 503 (LT resends); for LINA, which never resends, a failure of any kind
+//! puts the event in the spool instead.
+
+use std::sync::Arc;
 
 use common::Envelope;
 
 use crate::error::GatewayError;
+use crate::spool::{Spool, SpoolError, SpoolRecord, drain};
 use crate::state::AppState;
 
 /// Publishes `envelope` and returns once the broker confirmed it.
@@ -25,4 +30,58 @@ pub async fn publish_envelope(state: &AppState, envelope: &Envelope) -> Result<(
             );
             GatewayError::Unavailable(error)
         })
+}
+
+/// Where a LINA event ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Published,
+    Spooled,
+}
+
+/// Publishes `record`, confirmed; on any other outcome (no connection,
+/// timeout, nack, return, the in-flight bound full) appends it to the spool.
+/// `Err` only when the spool cannot take it either.
+pub async fn publish_or_spool(
+    state: &AppState,
+    spool: &Arc<Spool>,
+    record: SpoolRecord,
+) -> Result<Stored, GatewayError> {
+    let failure = match state.in_flight.try_acquire() {
+        Ok(_permit) => match drain::publish(&state.publisher, &state.topology, &record).await {
+            Ok(()) => return Ok(Stored::Published),
+            Err(error) => error.code(),
+        },
+        Err(_) => "overloaded",
+    };
+    let envelope_id = record.envelope.id;
+    let kind = record.envelope.kind;
+    let spool = spool.clone();
+    let appended = tokio::task::spawn_blocking(move || spool.append(&record))
+        .await
+        .map_err(|_| GatewayError::SpoolUnavailable)?;
+    match appended {
+        Ok(depth) => {
+            tracing::warn!(
+                message = "Event spooled.",
+                event_id = %envelope_id,
+                kind = %kind,
+                reason = failure,
+                spool_events = depth.events,
+                spool_bytes = depth.bytes,
+            );
+            Ok(Stored::Spooled)
+        }
+        Err(error) => {
+            let full = matches!(error, SpoolError::Full(_));
+            tracing::error!(
+                message = "LINA event refused: the broker and the spool cannot take it.",
+                event_id = %envelope_id,
+                kind = %kind,
+                reason = if full { "spool_full" } else { "spool_error" },
+                %error,
+            );
+            Err(GatewayError::SpoolUnavailable)
+        }
+    }
 }

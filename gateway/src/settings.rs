@@ -33,6 +33,23 @@ pub struct GatewayArgs {
     /// JSON pointer to the applicant's e-mail address in an LT profile
     #[arg(long, env = "INTAKE_LT_EMAIL_POINTER", default_value = "/email")]
     pub lt_email_pointer: String,
+    /// Secrets LINA's URL carries (/webhooks/lina/<secret>), comma-separated; several at
+    /// once during a rotation. Unset: the LINA endpoint answers 404
+    #[arg(long, env = "INTAKE_LINA_PATH_SECRETS", hide_env_values = true)]
+    pub lina_path_secrets: Option<String>,
+    /// File holding the LINA path secrets (instead of INTAKE_LINA_PATH_SECRETS)
+    #[arg(long, env = "INTAKE_LINA_PATH_SECRETS_FILE")]
+    pub lina_path_secrets_file: Option<PathBuf>,
+    /// Where LINA calls wait while the broker cannot take them (one gateway per directory)
+    #[arg(
+        long,
+        env = "INTAKE_SPOOL_DIR",
+        default_value = "/var/lib/intake/spool"
+    )]
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool may hold; beyond it LINA calls get 503 (and are lost: LINA never resends)
+    #[arg(long, env = "INTAKE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
     /// Largest accepted request body, in bytes (larger: 413)
     #[arg(long, env = "INTAKE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -52,6 +69,10 @@ pub struct GatewaySettings {
     pub lt_email_pointer: String,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
+    /// Empty: the LINA endpoint is off.
+    pub lina_path_secrets: Vec<SecretString>,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
 }
 
 impl GatewayArgs {
@@ -66,6 +87,14 @@ impl GatewayArgs {
         if lt_tokens.is_empty() {
             missing.note("INTAKE_LT_TOKENS");
         }
+        let lina = resolve_secret(
+            "INTAKE_LINA_PATH_SECRETS",
+            self.lina_path_secrets,
+            self.lina_path_secrets_file,
+        )?;
+        let lina_path_secrets = lina
+            .map(|secrets| split_tokens(&secrets))
+            .unwrap_or_default();
         missing.into_result()?;
         validate_pointer("INTAKE_LT_EMAIL_POINTER", &self.lt_email_pointer)?;
         if self.max_in_flight == 0 {
@@ -82,6 +111,9 @@ impl GatewayArgs {
             lt_email_pointer: self.lt_email_pointer,
             max_body_bytes: self.max_body_bytes,
             max_in_flight: self.max_in_flight,
+            lina_path_secrets,
+            spool_dir: self.spool_dir,
+            spool_max_bytes: self.spool_max_bytes,
         })
     }
 }

@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use common::amqp::{AmqpConnector, ConfirmedPublisher};
+use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::ops::{Readiness, ReadinessCheck};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::routes;
 use crate::settings::GatewaySettings;
-use crate::state::AppState;
+use crate::spool::{Spool, SpoolError, run_drain};
+use crate::state::{AppState, LinaState};
 
 /// How long in-flight requests may take to finish after a shutdown request.
 const SHUTDOWN_GRACE_SECS: u64 = 10;
@@ -25,10 +26,21 @@ pub struct Application {
     server: Server,
     ops_server: Server,
     connector: Arc<AmqpConnector>,
+    publisher: Arc<ConfirmedPublisher>,
+    topology: Topology,
+    spool: Option<Arc<Spool>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot bind a listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot open the LINA spool: {0}")]
+    Spool(#[from] SpoolError),
 }
 
 impl Application {
-    pub async fn build(settings: GatewaySettings) -> std::io::Result<Application> {
+    pub async fn build(settings: GatewaySettings) -> Result<Application, StartupError> {
         let listener = TcpListener::bind(settings.gateway_addr)?;
         let ops_listener = TcpListener::bind(settings.ops_addr)?;
         let connector = settings.amqp.connector("gateway");
@@ -37,16 +49,30 @@ impl Application {
         if let Err(error) = connector.connection().await {
             tracing::warn!(message = "Broker not reachable at start.", %error);
         }
+        let publisher = Arc::new(ConfirmedPublisher::new(
+            connector.clone(),
+            settings.amqp.publish_timeout,
+        ));
+        let spool = match settings.lina_path_secrets.is_empty() {
+            true => None,
+            false => Some(Arc::new(Spool::open(
+                &settings.spool_dir,
+                settings.spool_max_bytes,
+            )?)),
+        };
+        let lina = spool.clone().map(|spool| LinaState {
+            path_secrets: settings.lina_path_secrets.clone(),
+            spool,
+        });
+        let topology = settings.amqp.topology();
         let state = web::Data::new(AppState {
-            publisher: Arc::new(ConfirmedPublisher::new(
-                connector.clone(),
-                settings.amqp.publish_timeout,
-            )),
+            publisher: publisher.clone(),
             topology: settings.amqp.topology(),
             lt_tokens: settings.lt_tokens,
             lt_email_pointer: settings.lt_email_pointer,
             max_body_bytes: settings.max_body_bytes,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            lina,
         });
         let port = listener.local_addr()?.port();
         let ops_port = ops_listener.local_addr()?.port();
@@ -54,19 +80,27 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .service(web::resource("/webhooks/lt").route(web::post().to(routes::lt::receive)))
+                .service(
+                    web::resource("/webhooks/lina/{secret}")
+                        .route(web::post().to(routes::lina::receive)),
+                )
                 .default_service(web::to(routes::not_found))
         })
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .listen(listener)?
         .run();
-        let ops_server = common::ops::serve(ops_listener, readiness(connector.clone()))?;
+        let ops_server =
+            common::ops::serve(ops_listener, readiness(connector.clone(), spool.clone()))?;
         Ok(Application {
             port,
             ops_port,
             server,
             ops_server,
             connector,
+            publisher,
+            topology,
+            spool,
         })
     }
 
@@ -85,27 +119,44 @@ impl Application {
         let ops_handle = self.ops_server.handle();
         let server = tokio::spawn(self.server);
         let ops_server = tokio::spawn(self.ops_server);
+        let drain = self.spool.clone().map(|spool| {
+            tokio::spawn(run_drain(
+                spool,
+                self.publisher.clone(),
+                self.topology.clone(),
+                shutdown.clone(),
+            ))
+        });
         shutdown.cancelled().await;
         handle.stop(true).await;
         ops_handle.stop(true).await;
         let _ = server.await;
         let _ = ops_server.await;
+        if let Some(drain) = drain {
+            let _ = drain.await;
+        }
         self.connector.close().await;
         tracing::info!(message = "Gateway stopped.");
         Ok(())
     }
 }
 
-/// The gateway is ready while it can take requests. Broker state is reported
-/// but does not fail readiness: every gateway shares the broker, so taking
-/// one out of a load balancer helps nobody (and LINA calls will be spooled).
-fn readiness(connector: Arc<AmqpConnector>) -> ReadinessCheck {
+/// The gateway is ready while it can keep what it is sent: the broker takes
+/// events, or the spool still has room for LINA calls. A broker outage alone
+/// does not fail readiness: every gateway shares the broker, and a load
+/// balancer that dropped the gateways would lose LINA calls.
+fn readiness(connector: Arc<AmqpConnector>, spool: Option<Arc<Spool>>) -> ReadinessCheck {
     Arc::new(move || {
         let broker = connector.is_connected();
+        let spool_has_room = spool.as_ref().is_none_or(|spool| !spool.is_full());
+        let mut checks = BTreeMap::from([("broker", broker)]);
+        if spool.is_some() {
+            checks.insert("spool_has_room", spool_has_room);
+        }
         Box::pin(async move {
             Readiness {
-                ready: true,
-                checks: BTreeMap::from([("broker", broker)]),
+                ready: broker || spool_has_room,
+                checks,
             }
         })
     })

@@ -6,6 +6,8 @@ use common::amqp::{ConfirmedPublisher, Topology};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
+use crate::spool::Spool;
+
 pub struct AppState {
     pub publisher: Arc<ConfirmedPublisher>,
     pub topology: Topology,
@@ -15,4 +17,12 @@ pub struct AppState {
     /// Bounds publishes waiting for a confirm, so a slow broker cannot make
     /// the gateway hold unbounded request bodies in memory.
     pub in_flight: Arc<Semaphore>,
+    /// Present when the LINA endpoint is on.
+    pub lina: Option<LinaState>,
+}
+
+pub struct LinaState {
+    pub path_secrets: Vec<SecretString>,
+    /// Where LINA calls go when the broker cannot confirm them.
+    pub spool: Arc<Spool>,
 }

@@ -20,6 +20,9 @@ use crate::{broker, database};
 /// The subject hash key of every test worker.
 pub const TEST_SUBJECT_HASH_KEY: &str = "test-subject-hash-key-0123456789";
 
+/// The LINA URL secret of the test gateways.
+pub const LINA_SECRET: &str = "test-lina-path-secret";
+
 /// The first of the test tokens; `TestApp::post_lt` uses it.
 pub const TEST_TOKEN: &str = "test-token-current";
 
@@ -33,6 +36,11 @@ pub struct TestOptions {
     pub batch_linger: Duration,
     pub publish_timeout: Duration,
     pub max_in_flight: usize,
+    /// LINA's URL secrets (empty: the LINA endpoint is off).
+    pub lina_secrets: Vec<String>,
+    /// The spool directory; `None`: a fresh one, removed with the app.
+    pub spool_dir: Option<std::path::PathBuf>,
+    pub spool_max_bytes: u64,
 }
 
 impl Default for TestOptions {
@@ -46,6 +54,9 @@ impl Default for TestOptions {
             batch_linger: Duration::from_millis(5),
             publish_timeout: Duration::from_secs(5),
             max_in_flight: 256,
+            lina_secrets: vec![LINA_SECRET.into()],
+            spool_dir: None,
+            spool_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -58,6 +69,7 @@ pub struct TestApp {
     pub topology: Topology,
     pub db_name: String,
     pub db_url: String,
+    pub spool_dir: std::path::PathBuf,
     /// A direct connection to the test's database, for assertions.
     pub db: tokio_postgres::Client,
     pub http: reqwest::Client,
@@ -105,6 +117,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         publish_timeout: options.publish_timeout,
         retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
     };
+    let spool_dir = options
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("intake-spool-{unique}")));
     let gateway_settings = GatewaySettings {
         gateway_addr: "127.0.0.1:0".parse().unwrap(),
         ops_addr: "127.0.0.1:0".parse().unwrap(),
@@ -117,6 +133,13 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         lt_email_pointer: "/email".into(),
         max_body_bytes: options.max_body_bytes,
         max_in_flight: options.max_in_flight,
+        lina_path_secrets: options
+            .lina_secrets
+            .iter()
+            .map(|s| SecretString::from(s.clone()))
+            .collect(),
+        spool_dir: spool_dir.clone(),
+        spool_max_bytes: options.spool_max_bytes,
     };
     let application = Application::build(gateway_settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
@@ -130,6 +153,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         db: database::connect(&db_url).await,
         db_name,
         db_url,
+        spool_dir,
         http: reqwest::Client::new(),
         options: options.clone(),
         worker: None,
@@ -185,6 +209,57 @@ impl TestApp {
     /// A POST to the LT endpoint with nothing set: tests add what they test.
     pub fn lt_request(&self) -> reqwest::RequestBuilder {
         self.http.post(format!("{}/webhooks/lt", self.address))
+    }
+
+    /// POSTs `body` to the LINA endpoint the way LINA does.
+    pub async fn post_lina(&self, body: &str) -> reqwest::Response {
+        self.lina_request(LINA_SECRET)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A POST to the LINA endpoint with `secret` in the path.
+    pub fn lina_request(&self, secret: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/webhooks/lina/{secret}", self.address))
+    }
+
+    /// Registers a LINA store (as `worker lina webhooks add` does).
+    pub async fn add_store(&self, uuid: &str) {
+        let pool = common::db::pool(&SecretString::from(self.db_url.clone()), 1).unwrap();
+        worker::lina::add_webhook(&pool, uuid.parse().unwrap(), "Test store")
+            .await
+            .unwrap();
+        pool.close();
+    }
+
+    /// The stored employee, if any, as (first name, last name, e-mail, bereich).
+    pub async fn employee(&self, webhook: &str, user: &str) -> Option<[Option<String>; 4]> {
+        let webhook: uuid::Uuid = webhook.parse().unwrap();
+        let user: uuid::Uuid = user.parse().unwrap();
+        self.db
+            .query_opt(
+                "SELECT first_name, last_name, email, bereich FROM lina_employee WHERE webhook = $1 AND user_uuid = $2",
+                &[&webhook, &user],
+            )
+            .await
+            .unwrap()
+            .map(|row| [row.get(0), row.get(1), row.get(2), row.get(3)])
+    }
+
+    /// Segment files waiting in the spool.
+    pub fn spool_segments(&self) -> usize {
+        std::fs::read_dir(&self.spool_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_name().to_string_lossy().starts_with("segment-"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// POSTs `body` to the LT endpoint the way LT does.
@@ -287,6 +362,7 @@ impl Drop for TestApp {
         if let Some(gateway) = self.gateway.take() {
             gateway.abort();
         }
+        let _ = std::fs::remove_dir_all(&self.spool_dir);
         let db_name = self.db_name.clone();
         let queues = self.topology.queue_names();
         let exchanges = self.topology.exchange_names();

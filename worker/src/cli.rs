@@ -25,6 +25,11 @@ pub enum Command {
     Run,
     /// Apply pending database migrations (under an advisory lock) and exit
     Migrate,
+    /// The LINA stores we take employee data from: add, list, remove, register with LINA
+    Lina {
+        #[command(subcommand)]
+        command: crate::lina::LinaCommand,
+    },
     /// Look at, replay or purge dead-lettered and quarantined messages (needs only the broker)
     Dlq {
         #[command(subcommand)]

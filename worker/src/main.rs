@@ -34,6 +34,25 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Lina { command } => {
+            let (database_url, key) = cli
+                .args
+                .database_and_key()
+                .unwrap_or_else(|error| exit_with(error));
+            let pool = common::db::pool(&database_url, 2)?;
+            common::db::run_migrations(&pool).await?;
+            let hasher = common::subject::SubjectHasher::new(key);
+            let context = intake_worker::lina::LinaContext {
+                pool: &pool,
+                hasher: &hasher,
+                answers: &mut std::io::stdin().lock(),
+                out: &mut std::io::stdout(),
+            };
+            if let Err(error) = intake_worker::lina::run(command, context).await {
+                eprintln!("worker lina: {error}");
+                std::process::exit(1);
+            }
+        }
         Command::Run => {
             let settings = cli
                 .args

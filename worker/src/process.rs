@@ -13,10 +13,10 @@ use lapin::options::BasicAckOptions;
 
 use crate::apply::apply_batch;
 use crate::context::WorkerContext;
-use crate::dead_letter;
 use crate::error::JobError;
 use crate::jobs::Outcome;
 use crate::retry::Disposition;
+use common::dead_letter;
 use common::subject::SubjectKey;
 
 #[derive(Debug, thiserror::Error)]

@@ -90,6 +90,33 @@ pub struct WorkerSettings {
 }
 
 impl WorkerArgs {
+    /// What the database-only commands (`worker lina`) need: the database
+    /// URL and the subject hash key.
+    pub fn database_and_key(self) -> Result<(SecretString, SecretString), SettingsError> {
+        let mut missing = Missing::default();
+        let database_url = resolve_secret(
+            "INTAKE_DATABASE_URL",
+            self.database_url,
+            self.database_url_file,
+        )?;
+        let key = resolve_secret(
+            "INTAKE_SUBJECT_HASH_KEY",
+            self.subject_hash_key,
+            self.subject_hash_key_file,
+        )?;
+        if database_url.is_none() {
+            missing.note("INTAKE_DATABASE_URL");
+        }
+        if key.is_none() {
+            missing.note("INTAKE_SUBJECT_HASH_KEY");
+        }
+        missing.into_result()?;
+        match (database_url, key) {
+            (Some(database_url), Some(key)) => Ok((database_url, key)),
+            _ => Err(SettingsError::Missing(vec!["INTAKE_DATABASE_URL".into()])),
+        }
+    }
+
     /// Validates everything and names every missing setting at once.
     pub fn into_settings(self) -> Result<WorkerSettings, SettingsError> {
         let mut missing = Missing::default();

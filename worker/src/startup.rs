@@ -20,7 +20,7 @@ use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
 /// Work queues this worker consumes.
-const CONSUMED_QUEUES: [WorkQueue; 1] = [WorkQueue::Lt];
+const CONSUMED_QUEUES: [WorkQueue; 2] = [WorkQueue::Lt, WorkQueue::Lina];
 
 /// How long in-flight batches may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

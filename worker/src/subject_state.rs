@@ -40,15 +40,17 @@ pub enum Verdict {
 }
 
 impl SubjectState {
-    /// What to do with an event. An erasure is never a body duplicate: a
-    /// second revocation after a re-application looks exactly like the first
-    /// one and must still erase.
-    pub fn judge(&self, order: OrderKey, body: &BodyHash, is_erasure: bool) -> Verdict {
+    /// What to do with an event. `recognise_resends` drops a body that was
+    /// applied before (LT resends until it gets 200). It is off for erasures
+    /// (a second revocation after a re-application looks exactly like the
+    /// first and must still erase) and for LINA (which never resends, while
+    /// the same consent given again after a withdrawal must apply).
+    pub fn judge(&self, order: OrderKey, body: &BodyHash, recognise_resends: bool) -> Verdict {
         match self.newest {
             Some(newest) if newest == order => return Verdict::Duplicate,
             _ => {}
         }
-        if !is_erasure && self.recent_bodies.contains(body) {
+        if recognise_resends && self.recent_bodies.contains(body) {
             return Verdict::Duplicate;
         }
         match self.newest {
@@ -200,7 +202,7 @@ mod tests {
     #[test]
     fn a_first_event_applies() {
         assert_eq!(
-            SubjectState::default().judge(order(1, 1), &BODY_A, false),
+            SubjectState::default().judge(order(1, 1), &BODY_A, true),
             Verdict::Apply
         );
     }
@@ -209,7 +211,7 @@ mod tests {
     fn the_same_event_again_is_a_duplicate() {
         let mut state = SubjectState::default();
         state.applied(order(1, 1), BODY_A, false);
-        assert_eq!(state.judge(order(1, 1), &BODY_A, false), Verdict::Duplicate);
+        assert_eq!(state.judge(order(1, 1), &BODY_A, true), Verdict::Duplicate);
     }
 
     #[test]
@@ -217,14 +219,14 @@ mod tests {
         let mut state = SubjectState::default();
         state.applied(order(1, 1), BODY_A, false);
         state.applied(order(2, 2), REVOKE, true);
-        assert_eq!(state.judge(order(3, 3), &BODY_A, false), Verdict::Duplicate);
+        assert_eq!(state.judge(order(3, 3), &BODY_A, true), Verdict::Duplicate);
     }
 
     #[test]
     fn an_older_event_is_stale() {
         let mut state = SubjectState::default();
         state.applied(order(5, 5), REVOKE, true);
-        assert_eq!(state.judge(order(4, 9), &BODY_B, false), Verdict::Stale);
+        assert_eq!(state.judge(order(4, 9), &BODY_B, true), Verdict::Stale);
     }
 
     #[test]
@@ -232,7 +234,7 @@ mod tests {
         let mut state = SubjectState::default();
         state.applied(order(1, 1), BODY_A, false);
         state.applied(order(2, 2), REVOKE, true);
-        assert_eq!(state.judge(order(3, 3), &BODY_B, false), Verdict::Apply);
+        assert_eq!(state.judge(order(3, 3), &BODY_B, true), Verdict::Apply);
         state.applied(order(3, 3), BODY_B, false);
         assert!(!state.erased);
     }
@@ -243,7 +245,15 @@ mod tests {
         state.applied(order(1, 1), BODY_A, false);
         state.applied(order(2, 2), REVOKE, true);
         state.applied(order(3, 3), BODY_B, false);
-        assert_eq!(state.judge(order(4, 4), &REVOKE, true), Verdict::Apply);
+        assert_eq!(state.judge(order(4, 4), &REVOKE, false), Verdict::Apply);
+    }
+
+    #[test]
+    fn the_same_consent_again_after_a_withdrawal_applies_where_resends_are_not_recognised() {
+        let mut state = SubjectState::default();
+        state.applied(order(1, 1), BODY_A, false);
+        state.applied(order(2, 2), REVOKE, true);
+        assert_eq!(state.judge(order(3, 3), &BODY_A, false), Verdict::Apply);
     }
 
     #[test]

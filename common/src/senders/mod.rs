@@ -2,4 +2,5 @@
 //! worker (which applies).
 
 pub mod json;
+pub mod lina;
 pub mod lt;

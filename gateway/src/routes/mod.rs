@@ -1,5 +1,6 @@
 //! The webhook endpoints, one module per sender.
 
+pub mod lina;
 pub mod lt;
 
 use crate::error::GatewayError;

@@ -3,6 +3,7 @@
 
 mod dead_letters;
 mod erasure;
+mod lina;
 mod lt_gateway;
 mod lt_worker;
 mod ordering;

@@ -6,7 +6,7 @@ use common::envelope::{header, header_int, header_str};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::dead_letter;
+use common::dead_letter;
 
 #[derive(Clone, Debug)]
 pub struct ParkedMessage {

@@ -10,7 +10,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
 use super::{DlqError, Filter, ParkedMessage, ParkingQueue};
-use crate::dead_letter;
+use common::dead_letter;
 
 /// What `list` found.
 #[derive(Debug, Default)]

@@ -5,11 +5,14 @@
 //! then *applied* under the subject-state rules: duplicates and stale events
 //! are dropped and counted, everything else is applied and recorded.
 
+mod lina_consent;
+mod lina_withdrawal;
 mod lt_application;
 mod lt_revocation;
 
 use chrono::{DateTime, Utc};
 use common::db::Transaction;
+use common::senders::lina::{self, LinaConsent, LinaPayload};
 use common::senders::lt::{self, LtPayload};
 use common::subject::{BodyHash, SubjectKey};
 use common::{Envelope, EventKind, Source};
@@ -48,11 +51,30 @@ impl Outcome {
 pub enum Job {
     LtApplication(LtPayload),
     LtRevocation(LtPayload),
+    LinaConsent(LinaConsent),
+    LinaWithdrawal {
+        webhook: uuid::Uuid,
+        user: uuid::Uuid,
+    },
 }
 
 impl Job {
     fn is_erasure(&self) -> bool {
-        matches!(self, Job::LtRevocation(_))
+        matches!(self, Job::LtRevocation(_) | Job::LinaWithdrawal { .. })
+    }
+
+    /// Only LT resends: for LINA a body seen before is a new event (the same
+    /// consent given again after a withdrawal).
+    fn recognises_resends(&self) -> bool {
+        matches!(self, Job::LtApplication(_))
+    }
+
+    /// Why an erasure happened, for the erasure log.
+    fn erasure_cause(&self) -> &'static str {
+        match self {
+            Job::LinaWithdrawal { .. } => "withdrawal",
+            _ => "revocation",
+        }
     }
 }
 
@@ -85,7 +107,23 @@ pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared,
             };
             (job, body, subject, event_time)
         }
-        EventKind::LinaConsent | EventKind::LinaWithdrawal | EventKind::EmailAcknowledgement => {
+        EventKind::LinaConsent | EventKind::LinaWithdrawal => {
+            let payload = lina::parse(&envelope.body)
+                .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
+            let subject = context
+                .hasher
+                .lina(&payload.webhook().to_string(), &payload.user().to_string());
+            let body = match &payload {
+                LinaPayload::Consent(consent) => context.hasher.body(&consent.data),
+                LinaPayload::Withdrawal { .. } => context.hasher.body(&Value::Null),
+            };
+            let job = match payload {
+                LinaPayload::Consent(consent) => Job::LinaConsent(consent),
+                LinaPayload::Withdrawal { webhook, user } => Job::LinaWithdrawal { webhook, user },
+            };
+            (job, body, subject, None)
+        }
+        EventKind::EmailAcknowledgement => {
             return Err(JobError::permanent(
                 "unsupported_kind",
                 format!("this worker does not handle {}", envelope.kind),
@@ -119,9 +157,18 @@ pub async fn apply(
     envelope: &Envelope,
     prepared: &Prepared,
 ) -> Result<Outcome, JobError> {
+    if let Job::LinaConsent(LinaConsent { webhook, .. }) | Job::LinaWithdrawal { webhook, .. } =
+        &prepared.job
+    {
+        lina_consent::require_registered(transaction, webhook).await?;
+    }
     let mut state = subject_state::load(transaction, &prepared.subject).await?;
     let is_erasure = prepared.job.is_erasure();
-    match state.judge(prepared.order, &prepared.body_hash, is_erasure) {
+    match state.judge(
+        prepared.order,
+        &prepared.body_hash,
+        prepared.job.recognises_resends(),
+    ) {
         Verdict::Apply => {}
         Verdict::Duplicate => return Ok(Outcome::Duplicate),
         Verdict::Stale => return Ok(Outcome::Stale),
@@ -131,6 +178,10 @@ pub async fn apply(
             lt_application::apply(transaction, envelope, payload).await?
         }
         Job::LtRevocation(payload) => lt_revocation::apply(transaction, payload).await?,
+        Job::LinaConsent(consent) => lina_consent::apply(transaction, envelope, consent).await?,
+        Job::LinaWithdrawal { webhook, user } => {
+            lina_withdrawal::apply(transaction, webhook, user).await?
+        }
     };
     state.applied(prepared.order, prepared.body_hash, is_erasure);
     subject_state::save(transaction, &prepared.subject, &state).await?;
@@ -139,7 +190,7 @@ pub async fn apply(
             transaction,
             &prepared.subject,
             prepared.source,
-            "revocation",
+            prepared.job.erasure_cause(),
         )
         .await?;
     }

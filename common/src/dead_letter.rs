@@ -1,8 +1,8 @@
 //! The headers a parked message carries, written when the worker moves a
 //! failed message on and read by `worker dlq`. None holds personal data.
 
+use crate::envelope::header;
 use chrono::Utc;
-use common::envelope::header;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
@@ -104,8 +104,8 @@ fn long_string(text: &str) -> AMQPValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::envelope::{header_int, header_str};
-    use common::{Envelope, EventKind};
+    use crate::envelope::{header_int, header_str};
+    use crate::{Envelope, EventKind};
 
     #[test]
     fn a_replay_keeps_the_identity_and_forgets_the_failure() {

@@ -1,0 +1,209 @@
+//! LINA's `personalData` webhook: a consent carries the employee's master
+//! data, a withdrawal is `{"delete": true, webhook, userUuid}`. `webhook`
+//! (the store) and `userUuid` must be UUIDs; the named fields, where present,
+//! must be strings; everything is kept as sent, unknown fields included.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::json::contains_nul;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinaPayload {
+    Consent(LinaConsent),
+    Withdrawal { webhook: Uuid, user: Uuid },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinaConsent {
+    pub webhook: Uuid,
+    pub user: Uuid,
+    /// `userVorname`
+    pub first_name: Option<String>,
+    /// `userName`
+    pub last_name: Option<String>,
+    /// `userEmail`
+    pub email: Option<String>,
+    /// `bereich`: department or area
+    pub bereich: Option<String>,
+    /// The whole body as sent.
+    pub data: Value,
+}
+
+impl LinaPayload {
+    pub fn webhook(&self) -> Uuid {
+        match self {
+            LinaPayload::Consent(consent) => consent.webhook,
+            LinaPayload::Withdrawal { webhook, .. } => *webhook,
+        }
+    }
+
+    pub fn user(&self) -> Uuid {
+        match self {
+            LinaPayload::Consent(consent) => consent.user,
+            LinaPayload::Withdrawal { user, .. } => *user,
+        }
+    }
+
+    pub fn is_withdrawal(&self) -> bool {
+        matches!(self, LinaPayload::Withdrawal { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinaPayloadError {
+    #[error("the body is not valid JSON")]
+    InvalidJson,
+    #[error("the body is not a JSON object")]
+    NotAnObject,
+    #[error("`webhook` must be a UUID")]
+    InvalidWebhook,
+    #[error("`userUuid` must be a UUID")]
+    InvalidUserUuid,
+    #[error("`delete` must be a boolean")]
+    InvalidDelete,
+    #[error("`userVorname`, `userName`, `userEmail` and `bereich` must be strings where present")]
+    InvalidField,
+    #[error("the body contains a NUL character, which cannot be stored")]
+    UnstorableText,
+}
+
+impl LinaPayloadError {
+    /// The machine-readable reason given to LINA and kept with the quarantined call.
+    pub fn code(self) -> &'static str {
+        match self {
+            LinaPayloadError::InvalidJson => "invalid_json",
+            LinaPayloadError::NotAnObject => "not_an_object",
+            LinaPayloadError::InvalidWebhook => "invalid_webhook",
+            LinaPayloadError::InvalidUserUuid => "invalid_user_uuid",
+            LinaPayloadError::InvalidDelete => "invalid_delete",
+            LinaPayloadError::InvalidField => "invalid_field",
+            LinaPayloadError::UnstorableText => "unstorable_text",
+        }
+    }
+}
+
+const NAMED_FIELDS: [&str; 4] = ["userVorname", "userName", "userEmail", "bereich"];
+
+pub fn parse(body: &[u8]) -> Result<LinaPayload, LinaPayloadError> {
+    let data: Value = serde_json::from_slice(body).map_err(|_| LinaPayloadError::InvalidJson)?;
+    let fields = data.as_object().ok_or(LinaPayloadError::NotAnObject)?;
+    let webhook = uuid_field(fields.get("webhook")).ok_or(LinaPayloadError::InvalidWebhook)?;
+    let user = uuid_field(fields.get("userUuid")).ok_or(LinaPayloadError::InvalidUserUuid)?;
+    if contains_nul(&data) {
+        return Err(LinaPayloadError::UnstorableText);
+    }
+    let delete = match fields.get("delete") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(delete)) => *delete,
+        Some(_) => return Err(LinaPayloadError::InvalidDelete),
+    };
+    if delete {
+        return Ok(LinaPayload::Withdrawal { webhook, user });
+    }
+    let text = |name: &str| -> Result<Option<String>, LinaPayloadError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(LinaPayloadError::InvalidField),
+        }
+    };
+    let [first_name, last_name, email, bereich] = NAMED_FIELDS.map(text);
+    Ok(LinaPayload::Consent(LinaConsent {
+        webhook,
+        user,
+        first_name: first_name?,
+        last_name: last_name?,
+        email: email?,
+        bereich: bereich?,
+        data,
+    }))
+}
+
+/// For a call that failed validation: is it meant as a withdrawal? Decides
+/// the kind its quarantined copy gets, so a replay reaches the right job.
+pub fn looks_like_withdrawal(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|value| value.get("delete").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
+/// The store a call names, if it names one validly (a quarantined call
+/// keeps it as its tenant).
+pub fn webhook_of(body: &[u8]) -> Option<Uuid> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    uuid_field(value.get("webhook"))
+}
+
+fn uuid_field(value: Option<&Value>) -> Option<Uuid> {
+    Uuid::parse_str(value?.as_str()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEBHOOK: &str = "48138367-3eba-4772-b2bf-6bbd11840efb";
+    const USER: &str = "c6425258-a870-498d-8173-6c2341c934e0";
+
+    fn consent(extra: &str) -> String {
+        format!(
+            r#"{{"webhook":"{WEBHOOK}","userUuid":"{USER}","userVorname":"Jürgen","userName":"Weiß","userEmail":"j@example.de","bereich":"Küche"{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn a_consent_keeps_every_field_as_sent() {
+        let Ok(LinaPayload::Consent(consent)) = parse(consent(r#","shift":"late""#).as_bytes())
+        else {
+            panic!("a valid consent");
+        };
+        assert_eq!(consent.first_name.as_deref(), Some("Jürgen"));
+        assert_eq!(consent.last_name.as_deref(), Some("Weiß"));
+        assert_eq!(consent.bereich.as_deref(), Some("Küche"));
+        assert_eq!(consent.data["shift"], "late", "unknown fields are kept");
+    }
+
+    #[test]
+    fn a_withdrawal_needs_only_the_ids() {
+        let body = format!(r#"{{"delete":true,"webhook":"{WEBHOOK}","userUuid":"{USER}"}}"#);
+        let payload = parse(body.as_bytes()).expect("valid");
+        assert!(payload.is_withdrawal());
+        assert_eq!(payload.user().to_string(), USER);
+        assert!(looks_like_withdrawal(body.as_bytes()));
+    }
+
+    #[test]
+    fn bad_calls_get_their_reason() {
+        let code = |body: &str| parse(body.as_bytes()).expect_err("invalid").code();
+        assert_eq!(code("{"), "invalid_json");
+        assert_eq!(code("[]"), "not_an_object");
+        assert_eq!(
+            code(&format!(r#"{{"webhook":"store-1","userUuid":"{USER}"}}"#)),
+            "invalid_webhook"
+        );
+        assert_eq!(
+            code(&format!(r#"{{"webhook":"{WEBHOOK}"}}"#)),
+            "invalid_user_uuid"
+        );
+        assert_eq!(code(&consent(r#","delete":"yes""#)), "invalid_delete");
+        assert_eq!(
+            code(&format!(
+                r#"{{"webhook":"{WEBHOOK}","userUuid":"{USER}","userName":7}}"#
+            )),
+            "invalid_field"
+        );
+    }
+
+    #[test]
+    fn the_store_of_an_invalid_call_is_still_known() {
+        let body = format!(r#"{{"webhook":"{WEBHOOK}","userUuid":"nope"}}"#);
+        assert_eq!(
+            webhook_of(body.as_bytes())
+                .map(|id| id.to_string())
+                .as_deref(),
+            Some(WEBHOOK)
+        );
+    }
+}

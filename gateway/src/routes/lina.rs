@@ -1,0 +1,56 @@
+//! `POST /webhooks/lina/{secret}`: LINA's `personalData` webhook (consent or
+//! withdrawal). LINA ignores our answer and never resends: every call that
+//! passes the secret is kept, valid ones for the worker, invalid ones in the
+//! quarantine (with the reason, for ops to fix and replay).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::senders::lina;
+use common::{Envelope, EventKind};
+
+use crate::auth::check_path_secret;
+use crate::body::{read_limited, require_json};
+use crate::error::GatewayError;
+use crate::publish::publish_or_spool;
+use crate::spool::{SpoolRecord, Target};
+use crate::state::AppState;
+
+pub async fn receive(
+    request: HttpRequest,
+    secret: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let lina = state.lina.as_ref().ok_or(GatewayError::NotFound)?;
+    check_path_secret(&secret, &lina.path_secrets)?;
+    let body = read_limited(&request, payload, state.max_body_bytes).await?;
+    let refusal = match require_json(&request) {
+        Ok(()) => lina::parse(&body)
+            .err()
+            .map(GatewayError::InvalidLinaPayload),
+        Err(_) => Some(GatewayError::LinaUnsupportedMediaType),
+    };
+    let withdrawal = lina::looks_like_withdrawal(&body);
+    let kind = if withdrawal {
+        EventKind::LinaWithdrawal
+    } else {
+        EventKind::LinaConsent
+    };
+    let envelope = Envelope::new(kind, lina::webhook_of(&body), body.to_vec());
+    let id = envelope.id;
+    let record = SpoolRecord {
+        envelope,
+        target: if refusal.is_some() {
+            Target::Quarantine
+        } else {
+            Target::Work
+        },
+        reason: refusal.as_ref().map(|refusal| refusal.code().to_owned()),
+    };
+    let stored = publish_or_spool(&state, &lina.spool, record).await?;
+    if let Some(refusal) = refusal {
+        tracing::info!(message = "LINA call refused and quarantined.", event_id = %id, reason = refusal.code());
+        return Err(refusal);
+    }
+    tracing::info!(message = "Event accepted.", event_id = %id, kind = %kind, stored = ?stored);
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "accepted", "id": id})))
+}
