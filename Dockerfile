@@ -12,6 +12,9 @@ USER 10001
 
 FROM runtime AS gateway
 COPY --from=build /src/target/release/gateway /usr/local/bin/gateway
+USER root
+RUN mkdir -p /var/lib/intake/spool && chown 10001 /var/lib/intake/spool
+USER 10001
 EXPOSE 8080 9180
 ENTRYPOINT ["/usr/local/bin/gateway"]
 

@@ -4,6 +4,7 @@
 mod dead_letters;
 mod erasure;
 mod lina;
+mod lina_admin;
 mod lt_gateway;
 mod lt_worker;
 mod ordering;
