@@ -56,8 +56,8 @@ pub async fn publish_or_spool(
     };
     let envelope_id = record.envelope.id;
     let kind = record.envelope.kind;
-    let spool = spool.clone();
-    let appended = tokio::task::spawn_blocking(move || spool.append(&record))
+    let appender = spool.clone();
+    let appended = tokio::task::spawn_blocking(move || appender.append(&record))
         .await
         .map_err(|_| GatewayError::SpoolUnavailable)?;
     match appended {
@@ -79,6 +79,7 @@ pub async fn publish_or_spool(
                 event_id = %envelope_id,
                 kind = %kind,
                 reason = if full { "spool_full" } else { "spool_error" },
+                refused_total = spool.refused(),
                 %error,
             );
             Err(GatewayError::SpoolUnavailable)

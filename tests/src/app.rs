@@ -364,8 +364,12 @@ impl Drop for TestApp {
         }
         let _ = std::fs::remove_dir_all(&self.spool_dir);
         let db_name = self.db_name.clone();
-        let queues = self.topology.queue_names();
-        let exchanges = self.topology.exchange_names();
+        // Binaries started by a test declare the default delay tiers too.
+        let mut delays = common::settings::default_retry_delays();
+        delays.extend(self.amqp.retry_delays.iter().copied());
+        let everything = Topology::new(self.topology.prefix(), delays);
+        let queues = everything.queue_names();
+        let exchanges = everything.exchange_names();
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use drain::run_drain;
 pub use record::{SpoolRecord, Target};
@@ -76,6 +77,8 @@ pub struct Spool {
     /// Held open for the spool's lifetime: the exclusive lock lives with it.
     _lock: File,
     state: Mutex<State>,
+    /// LINA calls refused because the spool was full: the one accepted loss.
+    refused: AtomicU64,
 }
 
 impl Spool {
@@ -113,6 +116,7 @@ impl Spool {
             max_bytes,
             _lock: lock,
             state: Mutex::new(state),
+            refused: AtomicU64::new(0),
         };
         let depth = spool.depth();
         if depth.events > 0 {
@@ -132,6 +136,7 @@ impl Spool {
         let mut state = self.lock_state();
         let depth = state.depth();
         if depth.bytes + frame.len() as u64 > self.max_bytes {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(SpoolError::Full(self.max_bytes));
         }
         if state
@@ -153,6 +158,11 @@ impl Spool {
 
     pub fn depth(&self) -> Depth {
         self.lock_state().depth()
+    }
+
+    /// How many calls were refused because the spool was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Whether one more typical call would be refused.
@@ -302,6 +312,7 @@ mod tests {
         spool.append(&record(1))?;
         spool.append(&record(2))?;
         assert!(matches!(spool.append(&record(3)), Err(SpoolError::Full(_))));
+        assert_eq!(spool.refused(), 1);
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
