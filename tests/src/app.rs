@@ -41,6 +41,9 @@ pub struct TestOptions {
     /// The spool directory; `None`: a fresh one, removed with the app.
     pub spool_dir: Option<std::path::PathBuf>,
     pub spool_max_bytes: u64,
+    /// `None`: e-mails are written as .eml files to `TestApp::mail_dir`.
+    pub smtp_url: Option<String>,
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TestOptions {
@@ -57,6 +60,8 @@ impl Default for TestOptions {
             lina_secrets: vec![LINA_SECRET.into()],
             spool_dir: None,
             spool_max_bytes: 64 * 1024 * 1024,
+            smtp_url: None,
+            templates_dir: None,
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct TestApp {
     pub db_name: String,
     pub db_url: String,
     pub spool_dir: std::path::PathBuf,
+    /// Where e-mails go as .eml files when no SMTP server is configured.
+    pub mail_dir: std::path::PathBuf,
     /// A direct connection to the test's database, for assertions.
     pub db: tokio_postgres::Client,
     pub http: reqwest::Client,
@@ -154,6 +161,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         db_name,
         db_url,
         spool_dir,
+        mail_dir: std::env::temp_dir().join(format!("intake-mail-{unique}")),
         http: reqwest::Client::new(),
         options: options.clone(),
         worker: None,
@@ -184,7 +192,25 @@ impl TestApp {
             lt_event_time_pointer: None,
             subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),
             database_pool_size: 4,
+            outbox_sweep_interval: Duration::from_secs(1),
+            mail: self.mail_settings(),
         }
+    }
+
+    pub fn mail_settings(&self) -> worker::email::MailSettings {
+        let mut mail = worker::email::MailSettings::files(self.mail_dir.clone());
+        mail.partner_name = "Henkilöstöpalvelu Testi Oy".into();
+        mail.templates_dir = self.options.templates_dir.clone();
+        mail.smtp = self
+            .options
+            .smtp_url
+            .as_ref()
+            .map(|url| worker::email::SmtpSettings {
+                url: SecretString::from(url.clone()),
+                password: None,
+                timeout: Duration::from_secs(5),
+            });
+        mail
     }
 
     /// Starts one more worker process's worth of consumers (in-process).
@@ -363,6 +389,7 @@ impl Drop for TestApp {
             gateway.abort();
         }
         let _ = std::fs::remove_dir_all(&self.spool_dir);
+        let _ = std::fs::remove_dir_all(&self.mail_dir);
         let db_name = self.db_name.clone();
         // Binaries started by a test declare the default delay tiers too.
         let mut delays = common::settings::default_retry_delays();

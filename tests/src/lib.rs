@@ -11,6 +11,7 @@ pub mod database;
 pub mod logs;
 pub mod poll;
 pub mod services;
+pub mod smtp;
 
 pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
 pub use poll::eventually;

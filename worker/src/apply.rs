@@ -8,11 +8,18 @@ use common::subject::SubjectKey;
 
 use crate::context::WorkerContext;
 use crate::error::JobError;
-use crate::jobs::{self, Outcome, Prepared};
+use crate::jobs::{self, Followups, Outcome, Prepared};
 use crate::subject_state;
 
-/// What happened to one event of a committed batch, and whom it concerned.
-pub type EventResult = Result<(Outcome, SubjectKey), JobError>;
+/// What happened to one event of a committed batch, and whom it concerned
+/// (where known).
+pub type EventResult = Result<(Outcome, Option<SubjectKey>), JobError>;
+
+/// A committed batch: each event's result, and what is to happen now.
+pub struct Applied {
+    pub results: Vec<EventResult>,
+    pub followups: Followups,
+}
 
 /// Applies every envelope (those that do not parse fail permanently) and
 /// commits. `Err` means nothing was committed: the whole batch is to be
@@ -20,7 +27,7 @@ pub type EventResult = Result<(Outcome, SubjectKey), JobError>;
 pub async fn apply_batch(
     context: &WorkerContext,
     envelopes: &[Result<Envelope, EnvelopeError>],
-) -> Result<Vec<EventResult>, JobError> {
+) -> Result<Applied, JobError> {
     let prepared: Vec<Result<(&Envelope, Prepared), JobError>> = envelopes
         .iter()
         .map(|envelope| {
@@ -40,6 +47,7 @@ pub async fn apply_batch(
     let mut transaction = client.transaction().await?;
     subject_state::lock(&transaction, &subjects).await?;
     let mut results = Vec::with_capacity(envelopes.len());
+    let mut followups = Followups::default();
     for item in prepared {
         let (envelope, prepared) = match item {
             Ok(item) => item,
@@ -49,13 +57,16 @@ pub async fn apply_batch(
             }
         };
         let savepoint = transaction.savepoint("event").await?;
-        match jobs::apply(&savepoint, envelope, &prepared).await {
+        let queued = followups.emails.len();
+        match jobs::apply(&savepoint, context, envelope, &prepared, &mut followups).await {
             Ok(outcome) => {
                 savepoint.commit().await?;
-                results.push(Ok((outcome, prepared.subject)));
+                results.push(Ok((outcome, Some(prepared.subject))));
             }
             Err(error @ JobError::Permanent { .. }) => {
                 savepoint.rollback().await?;
+                // What the rolled-back event queued never happened.
+                followups.emails.truncate(queued);
                 results.push(Err(error));
             }
             // Transient trouble (connection lost, deadlock): retry the batch.
@@ -63,5 +74,5 @@ pub async fn apply_batch(
         }
     }
     transaction.commit().await?;
-    Ok(results)
+    Ok(Applied { results, followups })
 }

@@ -7,6 +7,7 @@ use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::db::DbPool;
 use common::subject::SubjectHasher;
 
+use crate::email::Email;
 use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
@@ -17,6 +18,7 @@ pub struct WorkerContext {
     pub publisher: ConfirmedPublisher,
     pub retry: RetryPolicy,
     pub hasher: SubjectHasher,
+    pub email: Email,
     pub topology: Topology,
     pub settings: WorkerSettings,
     pub stats: Arc<WorkerStats>,
@@ -31,6 +33,10 @@ pub struct WorkerStats {
     pub events_duplicate: AtomicU64,
     pub events_stale: AtomicU64,
     pub erasures: AtomicU64,
+    pub emails_sent: AtomicU64,
+    pub emails_failed: AtomicU64,
+    /// E-mail jobs dropped: already sent, or the application was withdrawn.
+    pub emails_skipped: AtomicU64,
     pub events_retried: AtomicU64,
     pub events_dead_lettered: AtomicU64,
 }
@@ -54,6 +60,14 @@ impl WorkerStats {
 
     pub fn erasures(&self) -> u64 {
         self.erasures.load(Ordering::Relaxed)
+    }
+
+    pub fn emails_sent(&self) -> u64 {
+        self.emails_sent.load(Ordering::Relaxed)
+    }
+
+    pub fn emails_failed(&self) -> u64 {
+        self.emails_failed.load(Ordering::Relaxed)
     }
 
     pub fn events_retried(&self) -> u64 {

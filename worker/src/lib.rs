@@ -9,6 +9,7 @@ pub mod cli;
 pub mod consumer;
 pub mod context;
 pub mod dlq;
+pub mod email;
 pub mod error;
 pub mod jobs;
 pub mod lina;

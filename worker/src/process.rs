@@ -5,14 +5,16 @@
 
 use std::sync::atomic::Ordering;
 
-use common::Envelope;
 use common::amqp::{PublishError, WorkQueue};
+use common::envelope::EnvelopeError;
 use common::envelope::{header, header_int};
+use common::{Envelope, EventKind};
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 
-use crate::apply::apply_batch;
+use crate::apply::{EventResult, apply_batch};
 use crate::context::WorkerContext;
+use crate::email;
 use crate::error::JobError;
 use crate::jobs::Outcome;
 use crate::retry::Disposition;
@@ -36,22 +38,14 @@ pub async fn process_batch(
         .iter()
         .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
         .collect();
-    let outcomes = match apply_batch(context, &envelopes).await {
-        Ok(outcomes) => outcomes,
-        Err(error) => {
-            tracing::warn!(
-                message = "Batch not applied; every event in it will be retried.",
-                size = deliveries.len(),
-                %error,
-            );
-            deliveries.iter().map(|_| Err(error.clone())).collect()
-        }
+    let outcomes = match queue {
+        WorkQueue::Email => email::send_batch(context, &envelopes).await,
+        WorkQueue::Lt | WorkQueue::Lina => apply_events(context, &envelopes).await,
     };
-    context.stats.batches.fetch_add(1, Ordering::Relaxed);
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
         let envelope = envelope.as_ref().ok();
         match outcome {
-            Ok((outcome, subject)) => note_processed(context, envelope, outcome, &subject),
+            Ok((outcome, subject)) => note_processed(context, envelope, outcome, subject.as_ref()),
             Err(error) => {
                 let disposition = move_on(context, queue, delivery, &error).await?;
                 note_failed(context, envelope, &error, &disposition);
@@ -63,6 +57,41 @@ pub async fn process_batch(
         last.acker.ack(BasicAckOptions { multiple: true }).await?;
     }
     Ok(())
+}
+
+/// Applies a batch of the senders' events in one transaction, then queues
+/// the e-mails it created. A batch-wide failure fails every event in it.
+async fn apply_events(
+    context: &WorkerContext,
+    envelopes: &[Result<Envelope, EnvelopeError>],
+) -> Vec<EventResult> {
+    context.stats.batches.fetch_add(1, Ordering::Relaxed);
+    match apply_batch(context, envelopes).await {
+        Ok(applied) => {
+            queue_emails(context, &applied.followups.emails).await;
+            applied.results
+        }
+        Err(error) => {
+            tracing::warn!(
+                message = "Batch not applied; every event in it will be retried.",
+                size = envelopes.len(),
+                %error,
+            );
+            envelopes.iter().map(|_| Err(error.clone())).collect()
+        }
+    }
+}
+
+/// Publishes the e-mail jobs of a committed batch. What fails here is left to
+/// the outbox sweeper: the rows are committed, so nothing is lost.
+async fn queue_emails(context: &WorkerContext, outbox_ids: &[uuid::Uuid]) {
+    if outbox_ids.is_empty() {
+        return;
+    }
+    let published = email::publish_jobs(context, outbox_ids).await;
+    if let Err(error) = email::outbox::mark_enqueued(&context.pool, &published).await {
+        tracing::warn!(message = "Could not note published e-mail jobs.", %error);
+    }
 }
 
 /// Republishes a failed delivery to its next delay tier or to the kind's
@@ -125,15 +154,22 @@ fn note_processed(
     context: &WorkerContext,
     envelope: Option<&Envelope>,
     outcome: Outcome,
-    subject: &SubjectKey,
+    subject: Option<&SubjectKey>,
 ) {
     let stats = &context.stats;
+    let is_email =
+        envelope.is_some_and(|envelope| envelope.kind == EventKind::EmailAcknowledgement);
     let counter = match outcome {
-        Outcome::Applied | Outcome::Erased => &stats.events_applied,
-        Outcome::Duplicate => &stats.events_duplicate,
-        Outcome::Stale => &stats.events_stale,
+        // E-mails are counted where they are sent.
+        Outcome::Sent => None,
+        _ if is_email => Some(&stats.emails_skipped),
+        Outcome::Applied | Outcome::Erased => Some(&stats.events_applied),
+        Outcome::Duplicate => Some(&stats.events_duplicate),
+        Outcome::Stale => Some(&stats.events_stale),
     };
-    counter.fetch_add(1, Ordering::Relaxed);
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     if outcome == Outcome::Erased {
         stats.erasures.fetch_add(1, Ordering::Relaxed);
     }
@@ -141,7 +177,7 @@ fn note_processed(
         message = "Event processed.",
         event_id = envelope.map(|envelope| envelope.id.to_string()),
         kind = envelope.map(|envelope| envelope.kind.as_str()),
-        subject = %subject,
+        subject = subject.map(|subject| subject.to_string()),
         outcome = outcome.as_str(),
     );
 }

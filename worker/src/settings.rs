@@ -7,6 +7,8 @@ use std::time::Duration;
 use common::settings::{AmqpArgs, AmqpSettings, LogArgs, Missing, SettingsError, resolve_secret};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::email::{MailArgs, MailSettings};
+
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
     /// PostgreSQL URL, e.g. postgres://intake@127.0.0.1:5432/intake (required)
@@ -71,6 +73,11 @@ pub struct WorkerArgs {
         global = true
     )]
     pub database_pool_size: usize,
+    /// How often pending e-mails whose job was never published are looked for
+    #[arg(long, env = "INTAKE_OUTBOX_SWEEP_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub outbox_sweep_interval: Duration,
+    #[command(flatten)]
+    pub mail: MailArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -87,6 +94,8 @@ pub struct WorkerSettings {
     pub lt_event_time_pointer: Option<String>,
     pub subject_hash_key: SecretString,
     pub database_pool_size: usize,
+    pub outbox_sweep_interval: Duration,
+    pub mail: MailSettings,
 }
 
 impl WorkerArgs {
@@ -177,6 +186,8 @@ impl WorkerArgs {
             lt_email_pointer: self.lt_email_pointer,
             lt_event_time_pointer: self.lt_event_time_pointer,
             subject_hash_key,
+            outbox_sweep_interval: self.outbox_sweep_interval,
+            mail: self.mail.into_settings()?,
             database_pool_size: self.database_pool_size,
         })
     }

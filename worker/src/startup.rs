@@ -16,11 +16,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer;
 use crate::context::{WorkerContext, WorkerStats};
+use crate::email::{Email, EmailSetupError, run_sweeper};
 use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
 /// Work queues this worker consumes.
-const CONSUMED_QUEUES: [WorkQueue; 2] = [WorkQueue::Lt, WorkQueue::Lina];
+const CONSUMED_QUEUES: [WorkQueue; 3] = [WorkQueue::Lt, WorkQueue::Lina, WorkQueue::Email];
 
 /// How long in-flight batches may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -31,6 +32,8 @@ pub enum StartupError {
     Database(#[from] DbError),
     #[error("cannot bind the ops listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("e-mail: {0}")]
+    Email(#[from] EmailSetupError),
 }
 
 pub struct Worker {
@@ -53,6 +56,7 @@ impl Worker {
             publisher: ConfirmedPublisher::new(connector.clone(), settings.amqp.publish_timeout),
             retry: RetryPolicy::new(settings.amqp.retry_delays.clone()),
             hasher: SubjectHasher::new(settings.subject_hash_key.clone()),
+            email: Email::new(settings.mail.clone())?,
             connector: connector.clone(),
             settings,
             stats: Arc::new(WorkerStats::default()),
@@ -80,6 +84,11 @@ impl Worker {
         for queue in CONSUMED_QUEUES {
             tracker.spawn(consumer::run(self.context.clone(), queue, shutdown.clone()));
         }
+        tracker.spawn(run_sweeper(
+            self.context.clone(),
+            self.context.settings.outbox_sweep_interval,
+            shutdown.clone(),
+        ));
         tracker.close();
         let ops_handle = self.ops_server.handle();
         let ops_server = tokio::spawn(self.ops_server);

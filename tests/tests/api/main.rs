@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod dead_letters;
+mod email;
 mod erasure;
 mod lina;
 mod lina_admin;

@@ -89,10 +89,24 @@ async fn sigterm_during_a_batch_loses_nothing_and_applies_nothing_twice() {
         || async { (app.application_count().await as usize == EVENTS).then_some(()) },
     )
     .await;
+    // The counter moves once the batch is settled, a moment after its commit.
+    eventually(
+        "the second worker has counted its events",
+        Duration::from_secs(10),
+        || async {
+            (applied_before + rest.stats.events_applied() as usize >= EVENTS).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         applied_before + rest.stats.events_applied() as usize,
         EVENTS,
         "no event was applied twice"
+    );
+    assert_eq!(
+        rest.stats.events_duplicate(),
+        0,
+        "every batch the first worker committed, it acked"
     );
     rest.stop().await;
 }

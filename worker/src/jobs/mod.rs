@@ -17,6 +17,7 @@ use common::senders::lt::{self, LtPayload};
 use common::subject::{BodyHash, SubjectKey};
 use common::{Envelope, EventKind, Source};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::error::JobError;
@@ -33,6 +34,8 @@ pub enum Outcome {
     Duplicate,
     /// Older than the subject's newest state or tombstone: dropped.
     Stale,
+    /// An e-mail was handed to the SMTP server (or written as a file).
+    Sent,
 }
 
 impl Outcome {
@@ -42,6 +45,7 @@ impl Outcome {
             Outcome::Erased => "erased",
             Outcome::Duplicate => "duplicate",
             Outcome::Stale => "stale",
+            Outcome::Sent => "sent",
         }
     }
 }
@@ -76,6 +80,13 @@ impl Job {
             _ => "revocation",
         }
     }
+}
+
+/// What must happen once the batch committed.
+#[derive(Debug, Default)]
+pub struct Followups {
+    /// Outbox rows whose e-mail jobs are to be published.
+    pub emails: Vec<Uuid>,
 }
 
 /// An event ready to apply.
@@ -154,8 +165,10 @@ fn sender_time(body: &Value, pointer: Option<&str>) -> Option<DateTime<Utc>> {
 /// batch), its subject already locked.
 pub async fn apply(
     transaction: &Transaction<'_>,
+    context: &WorkerContext,
     envelope: &Envelope,
     prepared: &Prepared,
+    followups: &mut Followups,
 ) -> Result<Outcome, JobError> {
     if let Job::LinaConsent(LinaConsent { webhook, .. }) | Job::LinaWithdrawal { webhook, .. } =
         &prepared.job
@@ -175,9 +188,12 @@ pub async fn apply(
     }
     let outcome = match &prepared.job {
         Job::LtApplication(payload) => {
-            lt_application::apply(transaction, envelope, payload).await?
+            lt_application::apply(transaction, context, envelope, prepared, payload, followups)
+                .await?
         }
-        Job::LtRevocation(payload) => lt_revocation::apply(transaction, payload).await?,
+        Job::LtRevocation(payload) => {
+            lt_revocation::apply(transaction, context, prepared, payload).await?
+        }
         Job::LinaConsent(consent) => lina_consent::apply(transaction, envelope, consent).await?,
         Job::LinaWithdrawal { webhook, user } => {
             lina_withdrawal::apply(transaction, webhook, user).await?

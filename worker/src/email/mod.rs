@@ -1,0 +1,50 @@
+//! The acknowledgement e-mail every new LT applicant gets (LT's contract):
+//! an acknowledgement plus the recruitment-process instructions.
+//!
+//! Exactly once per application: the outbox row is written in the same
+//! transaction that creates the application; the job (the row's id, never an
+//! address) is published after commit, and a sweeper republishes rows a crash
+//! left unpublished; sending locks the row, sends, and marks it sent (keeping
+//! no address) in one transaction, so a redelivered job finds it sent.
+
+mod mailer;
+pub mod outbox;
+mod send;
+mod settings;
+mod sweeper;
+mod templates;
+
+pub use mailer::Mailer;
+pub use send::{publish_jobs, send_batch};
+pub use settings::{MailArgs, MailSettings, SmtpSettings};
+pub use sweeper::run_sweeper;
+pub use templates::{Rendered, TemplateError, Templates, language_of};
+
+/// Everything the worker needs to send e-mails.
+pub struct Email {
+    pub settings: MailSettings,
+    pub templates: Templates,
+    pub mailer: Mailer,
+}
+
+impl Email {
+    pub fn new(settings: MailSettings) -> Result<Email, EmailSetupError> {
+        let templates = Templates::load(settings.templates_dir.as_deref())?;
+        let mailer = Mailer::new(&settings)?;
+        Ok(Email {
+            settings,
+            templates,
+            mailer,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailSetupError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("invalid SMTP settings: {0}")]
+    Smtp(String),
+    #[error("cannot create the mail outbox directory: {0}")]
+    OutboxDir(#[from] std::io::Error),
+}
