@@ -191,7 +191,7 @@ impl TestApp {
             lt_email_pointer: "/email".into(),
             lt_event_time_pointer: None,
             subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),
-            database_pool_size: 4,
+            database_pool_size: 12,
             outbox_sweep_interval: Duration::from_secs(1),
             mail: self.mail_settings(),
         }
@@ -200,6 +200,8 @@ impl TestApp {
     pub fn mail_settings(&self) -> worker::email::MailSettings {
         let mut mail = worker::email::MailSettings::files(self.mail_dir.clone());
         mail.partner_name = "Henkilöstöpalvelu Testi Oy".into();
+        // Within the test workers' database pool (12).
+        mail.concurrency = 8;
         mail.templates_dir = self.options.templates_dir.clone();
         mail.smtp = self
             .options

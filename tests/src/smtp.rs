@@ -108,6 +108,8 @@ pub fn start(port: u16, refused: &[&str]) -> SmtpServer {
         .with_name("smtp.test")
         .with_ssl(SslConfig::None)
         .unwrap()
+        // One thread per connection the sender's pool may open.
+        .with_num_threads(16)
         .with_tcp_listener(listener);
     std::thread::spawn(move || {
         let _ = server.serve();

@@ -69,7 +69,7 @@ pub struct WorkerArgs {
     #[arg(
         long,
         env = "INTAKE_DATABASE_POOL_SIZE",
-        default_value_t = 8,
+        default_value_t = 24,
         global = true
     )]
     pub database_pool_size: usize,

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
@@ -26,7 +27,9 @@ impl Mailer {
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp.url.expose_secret())
             .map_err(|error| EmailSetupError::Smtp(error.to_string()))?
-            .timeout(Some(smtp.timeout));
+            .timeout(Some(smtp.timeout))
+            // One connection per concurrent send.
+            .pool_config(PoolConfig::new().max_size(settings.concurrency.max(1) as u32));
         if let Some(password) = &smtp.password {
             let user = url_user(smtp.url.expose_secret());
             builder =

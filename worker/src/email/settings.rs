@@ -28,6 +28,14 @@ pub struct MailArgs {
     /// How long one SMTP conversation may take
     #[arg(long, env = "INTAKE_SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub smtp_timeout: Duration,
+    /// E-mails sent at once per worker (each holds a database connection while it is sent)
+    #[arg(
+        long,
+        env = "INTAKE_EMAIL_CONCURRENCY",
+        default_value_t = 16,
+        global = true
+    )]
+    pub email_concurrency: usize,
     /// Where e-mails are written as .eml files when no SMTP server is configured
     #[arg(
         long,
@@ -88,6 +96,7 @@ pub struct SmtpSettings {
 pub struct MailSettings {
     /// `None`: .eml files in `outbox_dir`.
     pub smtp: Option<SmtpSettings>,
+    pub concurrency: usize,
     pub outbox_dir: PathBuf,
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
@@ -102,6 +111,7 @@ impl MailSettings {
     pub fn files(outbox_dir: PathBuf) -> MailSettings {
         MailSettings {
             smtp: None,
+            concurrency: 16,
             outbox_dir,
             from: "Recruitment <no-reply@localhost>"
                 .parse()
@@ -137,6 +147,7 @@ impl MailArgs {
         };
         Ok(MailSettings {
             smtp,
+            concurrency: self.email_concurrency,
             outbox_dir: self.mail_outbox_dir,
             from: mailbox("INTAKE_MAIL_FROM", &self.mail_from)?,
             reply_to: self
