@@ -28,6 +28,20 @@ impl Missing {
         self.0.push(format!("{name} (or {name}_FILE)"));
     }
 
+    /// A required secret from `NAME` or `NAME_FILE`; noted here when missing.
+    pub fn require(
+        &mut self,
+        name: &'static str,
+        value: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<SecretString>, SettingsError> {
+        let secret = resolve_secret(name, value, file)?;
+        if secret.is_none() {
+            self.note(name);
+        }
+        Ok(secret)
+    }
+
     pub fn into_result(self) -> Result<(), SettingsError> {
         if self.0.is_empty() {
             Ok(())

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::settings::{AmqpArgs, AmqpSettings, LogArgs, Missing, SettingsError, resolve_secret};
+use common::settings::{AmqpArgs, AmqpSettings, LogArgs, Missing, SettingsError};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::email::{MailArgs, MailSettings};
@@ -103,22 +103,16 @@ impl WorkerArgs {
     /// URL and the subject hash key.
     pub fn database_and_key(self) -> Result<(SecretString, SecretString), SettingsError> {
         let mut missing = Missing::default();
-        let database_url = resolve_secret(
+        let database_url = missing.require(
             "INTAKE_DATABASE_URL",
             self.database_url,
             self.database_url_file,
         )?;
-        let key = resolve_secret(
+        let key = missing.require(
             "INTAKE_SUBJECT_HASH_KEY",
             self.subject_hash_key,
             self.subject_hash_key_file,
         )?;
-        if database_url.is_none() {
-            missing.note("INTAKE_DATABASE_URL");
-        }
-        if key.is_none() {
-            missing.note("INTAKE_SUBJECT_HASH_KEY");
-        }
         missing.into_result()?;
         match (database_url, key) {
             (Some(database_url), Some(key)) => Ok((database_url, key)),
@@ -129,23 +123,17 @@ impl WorkerArgs {
     /// Validates everything and names every missing setting at once.
     pub fn into_settings(self) -> Result<WorkerSettings, SettingsError> {
         let mut missing = Missing::default();
-        let database_url = resolve_secret(
+        let database_url = missing.require(
             "INTAKE_DATABASE_URL",
             self.database_url,
             self.database_url_file,
         )?;
-        if database_url.is_none() {
-            missing.note("INTAKE_DATABASE_URL");
-        }
         let amqp = self.amqp.resolve(&mut missing)?;
-        let subject_hash_key = resolve_secret(
+        let subject_hash_key = missing.require(
             "INTAKE_SUBJECT_HASH_KEY",
             self.subject_hash_key,
             self.subject_hash_key_file,
         )?;
-        if subject_hash_key.is_none() {
-            missing.note("INTAKE_SUBJECT_HASH_KEY");
-        }
         missing.into_result()?;
         let (Some(database_url), Some(amqp), Some(subject_hash_key)) =
             (database_url, amqp, subject_hash_key)

@@ -8,7 +8,7 @@ use common::settings::AmqpSettings;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::scan::total_depth;
-use super::{DlqError, Filter, ParkedMessage, ParkingQueue, list, purge, replay, show};
+use super::{DlqError, Filter, ParkedMessage, ParkingQueue, Summary, list, purge, replay, show};
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum DlqCommand {
@@ -97,13 +97,7 @@ pub async fn run(
             let filter = filter.into();
             let progress = progress_bar(settings, &filter).await?;
             let summary = replay(settings, &filter, dry_run, &progress).await?;
-            let verb = if dry_run { "would replay" } else { "replayed" };
-            writeln!(
-                out,
-                "{verb} {} of {} scanned message(s)",
-                summary.matched, summary.scanned
-            )?;
-            Ok(())
+            print_summary(out, "replay", "replayed", &summary)
         }
         DlqCommand::Purge {
             filter,
@@ -117,15 +111,29 @@ pub async fn run(
             }
             let progress = progress_bar(settings, &filter).await?;
             let summary = purge(settings, &filter, dry_run, &progress).await?;
-            let verb = if dry_run { "would purge" } else { "purged" };
-            writeln!(
-                out,
-                "{verb} {} of {} scanned message(s)",
-                summary.matched, summary.scanned
-            )?;
-            Ok(())
+            print_summary(out, "purge", "purged", &summary)
         }
     }
+}
+
+/// The summary at the end: what was (or, in a dry run, would be) done.
+fn print_summary(
+    out: &mut dyn Write,
+    verb: &str,
+    done: &str,
+    summary: &Summary,
+) -> Result<(), DlqError> {
+    let action = if summary.dry_run {
+        format!("would {verb}")
+    } else {
+        done.to_owned()
+    };
+    writeln!(
+        out,
+        "{action} {} of {} scanned message(s)",
+        summary.matched, summary.scanned
+    )?;
+    Ok(())
 }
 
 /// A bar on the terminal for long walks (hidden when stderr is not one).
