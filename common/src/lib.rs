@@ -8,6 +8,7 @@ pub mod amqp;
 pub mod db;
 pub mod dead_letter;
 pub mod envelope;
+pub mod metrics;
 pub mod ops;
 pub mod senders;
 pub mod settings;

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod metrics;
 pub mod publish;
 pub mod routes;
 pub mod settings;

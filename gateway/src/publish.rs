@@ -17,11 +17,17 @@ pub async fn publish_envelope(state: &AppState, envelope: &Envelope) -> Result<(
         .try_acquire()
         .map_err(|_| GatewayError::Overloaded)?;
     let queue = state.topology.work_queue(envelope.kind.work_queue());
+    let started = std::time::Instant::now();
     state
         .publisher
         .publish("", &queue, &envelope.body, envelope.amqp_properties())
         .await
+        .map(|()| {
+            state.metrics.confirmed(started.elapsed());
+            state.metrics.stored(envelope.kind.as_str(), "published");
+        })
         .map_err(|error| {
+            state.metrics.publish_failed(error.code());
             tracing::warn!(
                 message = "Publish failed.",
                 event_id = %envelope.id,
@@ -48,20 +54,34 @@ pub async fn publish_or_spool(
     record: SpoolRecord,
 ) -> Result<Stored, GatewayError> {
     let failure = match state.in_flight.try_acquire() {
-        Ok(_permit) => match drain::publish(&state.publisher, &state.topology, &record).await {
-            Ok(()) => return Ok(Stored::Published),
-            Err(error) => error.code(),
-        },
+        Ok(_permit) => {
+            let started = std::time::Instant::now();
+            match drain::publish(&state.publisher, &state.topology, &record).await {
+                Ok(()) => {
+                    state.metrics.confirmed(started.elapsed());
+                    state
+                        .metrics
+                        .stored(record.envelope.kind.as_str(), stored_label(&record, false));
+                    return Ok(Stored::Published);
+                }
+                Err(error) => {
+                    state.metrics.publish_failed(error.code());
+                    error.code()
+                }
+            }
+        }
         Err(_) => "overloaded",
     };
     let envelope_id = record.envelope.id;
     let kind = record.envelope.kind;
+    let label = stored_label(&record, true);
     let appender = spool.clone();
     let appended = tokio::task::spawn_blocking(move || appender.append(&record))
         .await
         .map_err(|_| GatewayError::SpoolUnavailable)?;
     match appended {
         Ok(depth) => {
+            state.metrics.stored(kind.as_str(), label);
             tracing::warn!(
                 message = "Event spooled.",
                 event_id = %envelope_id,
@@ -84,5 +104,15 @@ pub async fn publish_or_spool(
             );
             Err(GatewayError::SpoolUnavailable)
         }
+    }
+}
+
+/// How a LINA record was kept, for `intake_gateway_events_total`.
+fn stored_label(record: &SpoolRecord, spooled: bool) -> &'static str {
+    match (record.target, spooled) {
+        (crate::spool::Target::Quarantine, false) => "quarantined",
+        (crate::spool::Target::Quarantine, true) => "quarantine_spooled",
+        (crate::spool::Target::Work, false) => "published",
+        (crate::spool::Target::Work, true) => "spooled",
     }
 }

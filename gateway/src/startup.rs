@@ -6,9 +6,13 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
-use common::ops::{Readiness, ReadinessCheck};
+use common::ops::{MetricsRender, Readiness, ReadinessCheck};
+use std::time::Instant;
+
+use crate::metrics::{GatewayMetrics, source_of};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +41,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("cannot open the LINA spool: {0}")]
     Spool(#[from] SpoolError),
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 impl Application {
@@ -65,6 +71,7 @@ impl Application {
             spool,
         });
         let topology = settings.amqp.topology();
+        let metrics = Arc::new(GatewayMetrics::new()?);
         let state = web::Data::new(AppState {
             publisher: publisher.clone(),
             topology: settings.amqp.topology(),
@@ -73,12 +80,26 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             lina,
+            metrics: metrics.clone(),
         });
+        let request_metrics = metrics.clone();
         let port = listener.local_addr()?.port();
         let ops_port = ops_listener.local_addr()?.port();
         let server = HttpServer::new(move || {
+            let request_metrics = request_metrics.clone();
             App::new()
                 .app_data(state.clone())
+                .wrap_fn(move |request, service| {
+                    let source = source_of(request.path());
+                    let started = Instant::now();
+                    let response = service.call(request);
+                    let metrics = request_metrics.clone();
+                    async move {
+                        let response = response.await?;
+                        metrics.request(source, response.status().as_u16(), started.elapsed());
+                        Ok(response)
+                    }
+                })
                 .service(web::resource("/webhooks/lt").route(web::post().to(routes::lt::receive)))
                 .service(
                     web::resource("/webhooks/lina/{secret}")
@@ -90,8 +111,11 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .listen(listener)?
         .run();
-        let ops_server =
-            common::ops::serve(ops_listener, readiness(connector.clone(), spool.clone()))?;
+        let ops_server = common::ops::serve(
+            ops_listener,
+            readiness(connector.clone(), spool.clone()),
+            render_metrics(metrics, connector.clone(), spool.clone()),
+        )?;
         Ok(Application {
             port,
             ops_port,
@@ -139,6 +163,17 @@ impl Application {
         tracing::info!(message = "Gateway stopped.");
         Ok(())
     }
+}
+
+fn render_metrics(
+    metrics: Arc<GatewayMetrics>,
+    connector: Arc<AmqpConnector>,
+    spool: Option<Arc<Spool>>,
+) -> MetricsRender {
+    Arc::new(move || {
+        let text = metrics.render(spool.as_deref(), connector.is_connected());
+        Box::pin(async move { text })
+    })
 }
 
 /// The gateway is ready while it can keep what it is sent: the broker takes

@@ -6,6 +6,7 @@ use common::amqp::{ConfirmedPublisher, Topology};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
+use crate::metrics::GatewayMetrics;
 use crate::spool::Spool;
 
 pub struct AppState {
@@ -19,6 +20,7 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Present when the LINA endpoint is on.
     pub lina: Option<LinaState>,
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 pub struct LinaState {

@@ -13,6 +13,7 @@ pub mod email;
 pub mod error;
 pub mod jobs;
 pub mod lina;
+pub mod metrics;
 pub mod process;
 pub mod retry;
 pub mod settings;

@@ -3,8 +3,6 @@
 //! queue, and only once the broker confirmed that move is the batch acked,
 //! with one multiple-ack. Nothing is acked that is not committed or moved.
 
-use std::sync::atomic::Ordering;
-
 use common::amqp::{PublishError, WorkQueue};
 use common::envelope::EnvelopeError;
 use common::envelope::{header, header_int};
@@ -17,6 +15,7 @@ use crate::context::WorkerContext;
 use crate::email;
 use crate::error::JobError;
 use crate::jobs::Outcome;
+use crate::metrics::outcome;
 use crate::retry::Disposition;
 use common::dead_letter;
 use common::subject::SubjectKey;
@@ -65,7 +64,7 @@ async fn apply_events(
     context: &WorkerContext,
     envelopes: &[Result<Envelope, EnvelopeError>],
 ) -> Vec<EventResult> {
-    context.stats.batches.fetch_add(1, Ordering::Relaxed);
+    context.stats.batch(envelopes.len());
     match apply_batch(context, envelopes).await {
         Ok(applied) => {
             queue_emails(context, &applied.followups.emails).await;
@@ -157,21 +156,26 @@ fn note_processed(
     subject: Option<&SubjectKey>,
 ) {
     let stats = &context.stats;
-    let is_email =
-        envelope.is_some_and(|envelope| envelope.kind == EventKind::EmailAcknowledgement);
-    let counter = match outcome {
-        // E-mails are counted where they are sent.
-        Outcome::Sent => None,
-        _ if is_email => Some(&stats.emails_skipped),
-        Outcome::Applied | Outcome::Erased => Some(&stats.events_applied),
-        Outcome::Duplicate => Some(&stats.events_duplicate),
-        Outcome::Stale => Some(&stats.events_stale),
-    };
-    if let Some(counter) = counter {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-    if outcome == Outcome::Erased {
-        stats.erasures.fetch_add(1, Ordering::Relaxed);
+    let kind = envelope.map(|envelope| envelope.kind);
+    stats.event(kind, outcome.as_str());
+    match outcome {
+        Outcome::Sent => stats.email("sent"),
+        Outcome::Duplicate | Outcome::Stale if kind == Some(EventKind::EmailAcknowledgement) => {
+            stats.email("skipped");
+        }
+        Outcome::Applied | Outcome::Erased => {
+            if let Some(envelope) = envelope {
+                let age = chrono::Utc::now() - envelope.received_at;
+                stats.event_age(
+                    envelope.kind,
+                    age.num_microseconds().unwrap_or(0) as f64 / 1e6,
+                );
+            }
+            if outcome == Outcome::Erased {
+                stats.erasure(kind.map_or("unknown", |kind| kind.source().as_str()));
+            }
+        }
+        Outcome::Duplicate | Outcome::Stale => {}
     }
     tracing::info!(
         message = "Event processed.",
@@ -188,11 +192,13 @@ fn note_failed(
     error: &JobError,
     disposition: &Disposition,
 ) {
-    let (outcome, counter) = match disposition {
-        Disposition::Retry { .. } => ("retried", &context.stats.events_retried),
-        Disposition::DeadLetter { .. } => ("dead_lettered", &context.stats.events_dead_lettered),
+    let outcome = match disposition {
+        Disposition::Retry { .. } => outcome::RETRIED,
+        Disposition::DeadLetter { .. } => outcome::DEAD_LETTERED,
     };
-    counter.fetch_add(1, Ordering::Relaxed);
+    context
+        .stats
+        .event(envelope.map(|envelope| envelope.kind), outcome);
     tracing::warn!(
         message = "Event failed.",
         event_id = envelope.map(|envelope| envelope.id.to_string()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use common::amqp::{ConfirmedPublisher, WorkQueue};
 use common::db::{DbError, DbPool};
-use common::ops::{Readiness, ReadinessCheck};
+use common::ops::{MetricsRender, Readiness, ReadinessCheck};
 use common::subject::SubjectHasher;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +34,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("e-mail: {0}")]
     Email(#[from] EmailSetupError),
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 pub struct Worker {
@@ -59,9 +61,13 @@ impl Worker {
             email: Email::new(settings.mail.clone())?,
             connector: connector.clone(),
             settings,
-            stats: Arc::new(WorkerStats::default()),
+            stats: Arc::new(WorkerStats::new()?),
         });
-        let ops_server = common::ops::serve(ops_listener, readiness(context.clone()))?;
+        let ops_server = common::ops::serve(
+            ops_listener,
+            readiness(context.clone()),
+            render_metrics(context.clone()),
+        )?;
         Ok(Worker {
             context,
             ops_server,
@@ -108,6 +114,20 @@ impl Worker {
         tracing::info!(message = "Worker stopped.");
         Ok(())
     }
+}
+
+/// The metrics, with every queue's depth and consumers read at scrape time.
+fn render_metrics(context: Arc<WorkerContext>) -> MetricsRender {
+    Arc::new(move || {
+        let context = context.clone();
+        Box::pin(async move {
+            let connection = context.connector.connection().await.ok();
+            context
+                .stats
+                .render(connection.as_deref(), &context.topology)
+                .await
+        })
+    })
 }
 
 /// Ready when both the broker and the database answer.

@@ -1,6 +1,5 @@
 //! LT events applied by the worker: new, updated, revoked; batches.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::amqp::WorkQueue;
@@ -98,7 +97,7 @@ async fn a_batch_of_deliveries_is_applied_in_one_transaction_and_acked_together(
         .get(0);
     assert_eq!(transactions, 1);
     assert_eq!(stats.batches(), 1);
-    assert_eq!(stats.events_dead_lettered.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.events_dead_lettered(), 0);
     // Once the worker stopped, anything unacked would be back in the queue.
     app.worker.take().unwrap().stop().await;
     assert_eq!(app.depth(WorkQueue::Lt).await, 0);

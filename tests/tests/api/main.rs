@@ -8,6 +8,7 @@ mod lina;
 mod lina_admin;
 mod lt_gateway;
 mod lt_worker;
+mod metrics;
 mod ordering;
 mod run_command;
 mod shutdown;

@@ -8,8 +8,6 @@
 //! same Message-ID (`<outbox id@sender domain>`), so the duplicate is
 //! recognisable downstream.
 
-use std::sync::atomic::Ordering;
-
 use common::Envelope;
 use common::envelope::EnvelopeError;
 use futures_util::StreamExt;
@@ -90,7 +88,6 @@ async fn send_one(context: &WorkerContext, id: Uuid) -> EventResult {
         Ok(()) => {
             outbox::mark_sent(&transaction, id).await?;
             transaction.commit().await?;
-            context.stats.emails_sent.fetch_add(1, Ordering::Relaxed);
             Ok((Outcome::Sent, row.subject))
         }
         Err(error) => {
@@ -98,7 +95,7 @@ async fn send_one(context: &WorkerContext, id: Uuid) -> EventResult {
             outbox::note_failure(&transaction, id, permanent, error.reason()).await?;
             transaction.commit().await?;
             if permanent {
-                context.stats.emails_failed.fetch_add(1, Ordering::Relaxed);
+                context.stats.email("failed");
             }
             Err(error)
         }

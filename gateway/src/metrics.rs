@@ -1,0 +1,158 @@
+//! The gateway's metrics, served on its ops listener at `/metrics`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+use crate::spool::Spool;
+
+pub struct GatewayMetrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    confirm: Histogram,
+    publish_failures: IntCounterVec,
+    stored: IntCounterVec,
+    spool_refused: IntCounter,
+    spool_bytes: IntGauge,
+    spool_events: IntGauge,
+    broker_up: IntGauge,
+}
+
+impl GatewayMetrics {
+    pub fn new() -> Result<GatewayMetrics, prometheus::Error> {
+        let registry = common::metrics::registry();
+        let latency = common::metrics::latency_buckets();
+        let metrics = GatewayMetrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "intake_http_requests_total",
+                    "Webhook requests by sender and answer.",
+                ),
+                &["source", "status"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "intake_http_request_duration_seconds",
+                    "Time to answer a webhook request.",
+                )
+                .buckets(latency.clone()),
+                &["source"],
+            )?,
+            confirm: Histogram::with_opts(
+                HistogramOpts::new(
+                    "intake_publish_confirm_seconds",
+                    "Time for the broker to confirm a publish.",
+                )
+                .buckets(latency),
+            )?,
+            publish_failures: IntCounterVec::new(
+                Opts::new(
+                    "intake_publish_failures_total",
+                    "Publishes the broker did not confirm, by reason.",
+                ),
+                &["reason"],
+            )?,
+            stored: IntCounterVec::new(
+                Opts::new(
+                    "intake_gateway_events_total",
+                    "Events kept by the gateway: published, spooled, or quarantined (LINA calls that failed validation).",
+                ),
+                &["kind", "stored"],
+            )?,
+            spool_refused: IntCounter::new(
+                "intake_spool_refused_total",
+                "LINA calls refused because the spool was full (lost: LINA never resends).",
+            )?,
+            spool_bytes: IntGauge::new("intake_spool_bytes", "Bytes waiting in the LINA spool.")?,
+            spool_events: IntGauge::new(
+                "intake_spool_events",
+                "Events waiting in the LINA spool.",
+            )?,
+            broker_up: IntGauge::new(
+                "intake_broker_up",
+                "1 while the gateway's broker connection is up.",
+            )?,
+            registry,
+        };
+        metrics
+            .registry
+            .register(Box::new(metrics.requests.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.duration.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.confirm.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.publish_failures.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stored.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.spool_refused.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.spool_bytes.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.spool_events.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.broker_up.clone()))?;
+        Ok(metrics)
+    }
+
+    pub fn request(&self, source: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[source, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[source])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn confirmed(&self, elapsed: Duration) {
+        self.confirm.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn publish_failed(&self, reason: &str) {
+        self.publish_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// `stored`: `published`, `spooled` or `quarantined`.
+    pub fn stored(&self, kind: &str, stored: &str) {
+        self.stored.with_label_values(&[kind, stored]).inc();
+    }
+
+    /// The metrics as text, with the gauges read now.
+    pub fn render(&self, spool: Option<&Spool>, broker_up: bool) -> String {
+        self.broker_up.set(i64::from(broker_up));
+        if let Some(spool) = spool {
+            let depth = spool.depth();
+            self.spool_bytes
+                .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
+            self.spool_events
+                .set(i64::try_from(depth.events).unwrap_or(i64::MAX));
+            let refused = spool.refused();
+            self.spool_refused
+                .inc_by(refused.saturating_sub(self.spool_refused.get()));
+        }
+        common::metrics::encode(&self.registry)
+    }
+}
+
+/// The sender a request path belongs to (a bounded label; LINA's secret never appears).
+pub fn source_of(path: &str) -> &'static str {
+    if path == "/webhooks/lt" {
+        "lt"
+    } else if path.starts_with("/webhooks/lina/") {
+        "lina"
+    } else {
+        "other"
+    }
+}

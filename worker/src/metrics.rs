@@ -1,0 +1,235 @@
+//! The worker's metrics, served on its ops listener at `/metrics`, and read
+//! directly by in-process tests through the getters.
+
+use common::EventKind;
+use common::amqp::Topology;
+use lapin::Connection;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Outcomes of the senders' events and of e-mail jobs in `intake_events_total`.
+pub mod outcome {
+    pub const APPLIED: &str = "applied";
+    pub const ERASED: &str = "erased";
+    pub const DUPLICATE: &str = "duplicate";
+    pub const STALE: &str = "stale";
+    pub const SENT: &str = "sent";
+    pub const RETRIED: &str = "retried";
+    pub const DEAD_LETTERED: &str = "dead_lettered";
+}
+
+const SENDER_KINDS: [EventKind; 4] = [
+    EventKind::LtApplication,
+    EventKind::LtRevocation,
+    EventKind::LinaConsent,
+    EventKind::LinaWithdrawal,
+];
+
+pub struct WorkerStats {
+    pub registry: Registry,
+    events: IntCounterVec,
+    event_age: HistogramVec,
+    emails: IntCounterVec,
+    erasures: IntCounterVec,
+    batches: IntCounter,
+    batch_size: Histogram,
+    queue_messages: IntGaugeVec,
+    queue_consumers: IntGaugeVec,
+}
+
+impl WorkerStats {
+    pub fn new() -> Result<WorkerStats, prometheus::Error> {
+        let stats = WorkerStats {
+            registry: common::metrics::registry(),
+            events: IntCounterVec::new(
+                Opts::new(
+                    "intake_events_total",
+                    "Events and jobs settled by the worker, by kind and outcome.",
+                ),
+                &["kind", "outcome"],
+            )?,
+            event_age: HistogramVec::new(
+                HistogramOpts::new(
+                    "intake_event_age_seconds",
+                    "Time from the gateway's receipt to the event being applied.",
+                )
+                .buckets(common::metrics::latency_buckets()),
+                &["kind"],
+            )?,
+            emails: IntCounterVec::new(
+                Opts::new(
+                    "intake_emails_total",
+                    "Acknowledgement e-mails: sent, failed (refused for good), skipped (already sent or withdrawn).",
+                ),
+                &["outcome"],
+            )?,
+            erasures: IntCounterVec::new(
+                Opts::new(
+                    "intake_erasures_total",
+                    "Erasures of a person's data, by source.",
+                ),
+                &["source"],
+            )?,
+            batches: IntCounter::new(
+                "intake_worker_batches_total",
+                "Batches applied (one transaction each).",
+            )?,
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("intake_worker_batch_size", "Deliveries per applied batch.")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            )?,
+            queue_messages: IntGaugeVec::new(
+                Opts::new(
+                    "intake_queue_messages",
+                    "Messages ready in each queue, read when scraped.",
+                ),
+                &["queue"],
+            )?,
+            queue_consumers: IntGaugeVec::new(
+                Opts::new(
+                    "intake_queue_consumers",
+                    "Consumers on each queue, read when scraped.",
+                ),
+                &["queue"],
+            )?,
+        };
+        stats.registry.register(Box::new(stats.events.clone()))?;
+        stats.registry.register(Box::new(stats.event_age.clone()))?;
+        stats.registry.register(Box::new(stats.emails.clone()))?;
+        stats.registry.register(Box::new(stats.erasures.clone()))?;
+        stats.registry.register(Box::new(stats.batches.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.batch_size.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.queue_messages.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.queue_consumers.clone()))?;
+        Ok(stats)
+    }
+
+    pub fn event(&self, kind: Option<EventKind>, outcome: &str) {
+        let kind = kind.map_or("unknown", EventKind::as_str);
+        self.events.with_label_values(&[kind, outcome]).inc();
+    }
+
+    pub fn event_age(&self, kind: EventKind, seconds: f64) {
+        self.event_age
+            .with_label_values(&[kind.as_str()])
+            .observe(seconds.max(0.0));
+    }
+
+    /// `outcome`: `sent`, `failed` or `skipped`.
+    pub fn email(&self, outcome: &str) {
+        self.emails.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn erasure(&self, source: &str) {
+        self.erasures.with_label_values(&[source]).inc();
+    }
+
+    pub fn batch(&self, size: usize) {
+        self.batches.inc();
+        self.batch_size.observe(size as f64);
+    }
+
+    /// The metrics as text, with every queue's depth and consumers read now.
+    pub async fn render(&self, connection: Option<&Connection>, topology: &Topology) -> String {
+        if let Some(connection) = connection {
+            self.read_queues(connection, topology).await;
+        }
+        common::metrics::encode(&self.registry)
+    }
+
+    async fn read_queues(&self, connection: &Connection, topology: &Topology) {
+        let Ok(channel) = connection.create_channel().await else {
+            return;
+        };
+        for queue in topology.queue_names() {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            match channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(declared) => {
+                    self.queue_messages
+                        .with_label_values(&[&queue])
+                        .set(i64::from(declared.message_count()));
+                    self.queue_consumers
+                        .with_label_values(&[&queue])
+                        .set(i64::from(declared.consumer_count()));
+                }
+                // A failed passive declare closes the channel: stop here.
+                Err(_) => break,
+            }
+        }
+        let _ = channel.close(200, "metrics read".into()).await;
+    }
+
+    fn count(&self, kinds: &[EventKind], outcomes: &[&str]) -> u64 {
+        let mut total = 0;
+        for kind in kinds {
+            for outcome in outcomes {
+                total += self
+                    .events
+                    .with_label_values(&[kind.as_str(), outcome])
+                    .get();
+            }
+        }
+        total
+    }
+
+    /// Senders' events applied (erasures included).
+    pub fn events_applied(&self) -> u64 {
+        self.count(&SENDER_KINDS, &[outcome::APPLIED, outcome::ERASED])
+    }
+
+    pub fn events_duplicate(&self) -> u64 {
+        self.count(&SENDER_KINDS, &[outcome::DUPLICATE])
+    }
+
+    pub fn events_stale(&self) -> u64 {
+        self.count(&SENDER_KINDS, &[outcome::STALE])
+    }
+
+    /// Every retried message, e-mail jobs included.
+    pub fn events_retried(&self) -> u64 {
+        self.count(&EventKind::ALL, &[outcome::RETRIED])
+    }
+
+    /// Every dead-lettered message, e-mail jobs included.
+    pub fn events_dead_lettered(&self) -> u64 {
+        self.count(&EventKind::ALL, &[outcome::DEAD_LETTERED])
+    }
+
+    pub fn erasures(&self) -> u64 {
+        ["lt", "lina"]
+            .iter()
+            .map(|source| self.erasures.with_label_values(&[source]).get())
+            .sum()
+    }
+
+    pub fn emails_sent(&self) -> u64 {
+        self.emails.with_label_values(&["sent"]).get()
+    }
+
+    pub fn emails_failed(&self) -> u64 {
+        self.emails.with_label_values(&["failed"]).get()
+    }
+
+    pub fn emails_skipped(&self) -> u64 {
+        self.emails.with_label_values(&["skipped"]).get()
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.batches.get()
+    }
+}
