@@ -193,6 +193,9 @@ impl TestApp {
             subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),
             database_pool_size: 12,
             outbox_sweep_interval: Duration::from_secs(1),
+            retention: None,
+            dlq_retention: Duration::from_secs(14 * 24 * 3600),
+            retention_interval: Duration::from_secs(3600),
             mail: self.mail_settings(),
         }
     }

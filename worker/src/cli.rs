@@ -30,6 +30,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::lina::LinaCommand,
     },
+    /// Data-subject requests: export or erase everything about one person
+    Subject {
+        #[command(subcommand)]
+        command: crate::subject::SubjectCommand,
+    },
     /// Look at, replay or purge dead-lettered and quarantined messages (needs only the broker)
     Dlq {
         #[command(subcommand)]

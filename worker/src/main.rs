@@ -53,6 +53,34 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Subject { command } => {
+            let mail = cli
+                .args
+                .mail
+                .clone()
+                .into_settings()
+                .unwrap_or_else(|error| exit_with(error));
+            let (database_url, key) = cli
+                .args
+                .database_and_key()
+                .unwrap_or_else(|error| exit_with(error));
+            let pool = common::db::pool(&database_url, 2)?;
+            common::db::run_migrations(&pool).await?;
+            let hasher = common::subject::SubjectHasher::new(key);
+            let mailer = intake_worker::email::Mailer::new(&mail)?;
+            if let Err(error) = intake_worker::subject::run(
+                command,
+                &pool,
+                &hasher,
+                &mailer,
+                &mut std::io::stdout(),
+            )
+            .await
+            {
+                eprintln!("worker subject: {error}");
+                std::process::exit(1);
+            }
+        }
         Command::Run => {
             let settings = cli
                 .args

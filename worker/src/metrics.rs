@@ -6,8 +6,10 @@ use common::amqp::Topology;
 use lapin::Connection;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
+use prometheus::core::Collector;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Outcomes of the senders' events and of e-mail jobs in `intake_events_total`.
@@ -38,6 +40,10 @@ pub struct WorkerStats {
     batch_size: Histogram,
     queue_messages: IntGaugeVec,
     queue_consumers: IntGaugeVec,
+    retention_erasures: IntCounterVec,
+    dead_letters_purged: IntCounterVec,
+    dead_letter_oldest: IntGaugeVec,
+    dead_letter_retention: IntGauge,
 }
 
 impl WorkerStats {
@@ -95,6 +101,31 @@ impl WorkerStats {
                 ),
                 &["queue"],
             )?,
+            retention_erasures: IntCounterVec::new(
+                Opts::new(
+                    "intake_retention_erasures_total",
+                    "People erased because INTAKE_RETENTION passed.",
+                ),
+                &["source"],
+            )?,
+            dead_letters_purged: IntCounterVec::new(
+                Opts::new(
+                    "intake_dead_letters_purged_total",
+                    "Dead letters purged because INTAKE_DLQ_RETENTION passed.",
+                ),
+                &["queue"],
+            )?,
+            dead_letter_oldest: IntGaugeVec::new(
+                Opts::new(
+                    "intake_dead_letter_oldest_age_seconds",
+                    "Age of the oldest message left in each parking queue (0: empty), at the last retention round.",
+                ),
+                &["queue"],
+            )?,
+            dead_letter_retention: IntGauge::new(
+                "intake_dead_letter_retention_seconds",
+                "INTAKE_DLQ_RETENTION: dead letters older than this are purged.",
+            )?,
         };
         stats.registry.register(Box::new(stats.events.clone()))?;
         stats.registry.register(Box::new(stats.event_age.clone()))?;
@@ -110,6 +141,18 @@ impl WorkerStats {
         stats
             .registry
             .register(Box::new(stats.queue_consumers.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.retention_erasures.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.dead_letters_purged.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.dead_letter_oldest.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.dead_letter_retention.clone()))?;
         Ok(stats)
     }
 
@@ -131,6 +174,47 @@ impl WorkerStats {
 
     pub fn erasure(&self, source: &str) {
         self.erasures.with_label_values(&[source]).inc();
+    }
+
+    pub fn retention_erasure(&self, source: &str) {
+        self.retention_erasures.with_label_values(&[source]).inc();
+    }
+
+    pub fn dead_letter_retention(&self, retention: std::time::Duration) {
+        self.dead_letter_retention
+            .set(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    pub fn dead_letters_purged(
+        &self,
+        queue: &str,
+        purged: usize,
+        oldest_kept: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        self.dead_letters_purged
+            .with_label_values(&[queue])
+            .inc_by(purged as u64);
+        let age = oldest_kept.map_or(0, |parked_at| {
+            (chrono::Utc::now() - parked_at).num_seconds().max(0)
+        });
+        self.dead_letter_oldest.with_label_values(&[queue]).set(age);
+    }
+
+    /// Dead letters purged by retention, over every queue.
+    pub fn dead_letters_purged_total(&self) -> u64 {
+        self.dead_letters_purged
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    pub fn retention_erasures(&self) -> u64 {
+        ["lt", "lina"]
+            .iter()
+            .map(|source| self.retention_erasures.with_label_values(&[source]).get())
+            .sum()
     }
 
     pub fn batch(&self, size: usize) {

@@ -76,6 +76,16 @@ pub struct WorkerArgs {
     /// How often pending e-mails whose job was never published are looked for
     #[arg(long, env = "INTAKE_OUTBOX_SWEEP_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub outbox_sweep_interval: Duration,
+    /// Erase applications and employees not updated for this long, like a revocation
+    /// (e.g. 2y); unset: kept until revoked or withdrawn
+    #[arg(long, env = "INTAKE_RETENTION", value_parser = humantime::parse_duration, global = true)]
+    pub retention: Option<Duration>,
+    /// Purge dead letters (which hold personal data) parked longer than this
+    #[arg(long, env = "INTAKE_DLQ_RETENTION", default_value = "14d", value_parser = humantime::parse_duration, global = true)]
+    pub dlq_retention: Duration,
+    /// How often the retention rounds run
+    #[arg(long, env = "INTAKE_RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration, global = true)]
+    pub retention_interval: Duration,
     #[command(flatten)]
     pub mail: MailArgs,
     #[command(flatten)]
@@ -95,6 +105,9 @@ pub struct WorkerSettings {
     pub subject_hash_key: SecretString,
     pub database_pool_size: usize,
     pub outbox_sweep_interval: Duration,
+    pub retention: Option<Duration>,
+    pub dlq_retention: Duration,
+    pub retention_interval: Duration,
     pub mail: MailSettings,
 }
 
@@ -175,6 +188,9 @@ impl WorkerArgs {
             lt_event_time_pointer: self.lt_event_time_pointer,
             subject_hash_key,
             outbox_sweep_interval: self.outbox_sweep_interval,
+            retention: self.retention,
+            dlq_retention: self.dlq_retention,
+            retention_interval: self.retention_interval,
             mail: self.mail.into_settings()?,
             database_pool_size: self.database_pool_size,
         })

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::consumer;
 use crate::context::{WorkerContext, WorkerStats};
 use crate::email::{Email, EmailSetupError, run_sweeper};
+use crate::retention::run_retention;
 use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
@@ -79,6 +80,11 @@ impl Worker {
         self.ops_port
     }
 
+    /// The worker's shared context (for tests and tools that drive its parts).
+    pub fn context(&self) -> Arc<WorkerContext> {
+        self.context.clone()
+    }
+
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.context.stats.clone()
     }
@@ -90,6 +96,7 @@ impl Worker {
         for queue in CONSUMED_QUEUES {
             tracker.spawn(consumer::run(self.context.clone(), queue, shutdown.clone()));
         }
+        tracker.spawn(run_retention(self.context.clone(), shutdown.clone()));
         tracker.spawn(run_sweeper(
             self.context.clone(),
             self.context.settings.outbox_sweep_interval,

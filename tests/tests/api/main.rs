@@ -12,3 +12,4 @@ mod metrics;
 mod ordering;
 mod run_command;
 mod shutdown;
+mod subjects;

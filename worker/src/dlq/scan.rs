@@ -27,6 +27,8 @@ pub struct Summary {
     pub scanned: usize,
     pub matched: usize,
     pub dry_run: bool,
+    /// When the oldest message left in the queues was parked.
+    pub oldest_kept: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -184,7 +186,11 @@ impl Walk<'_> {
                 message.delivery.data,
             );
             if !self.selects(&parked) {
+                self.note_kept(&parked);
                 continue; // kept: returned when the channel closes
+            }
+            if self.dry_run {
+                self.note_kept(&parked);
             }
             self.summary.matched += 1;
             self.act(queue, parked, &acker).await?;
@@ -192,6 +198,13 @@ impl Walk<'_> {
         // Returns every message that was not replayed or purged.
         let _ = channel.close(200, "scanned".into()).await;
         Ok(())
+    }
+
+    fn note_kept(&mut self, parked: &ParkedMessage) {
+        if let Some(parked_at) = parked.parked_at {
+            let oldest = self.summary.oldest_kept.get_or_insert(parked_at);
+            *oldest = (*oldest).min(parked_at);
+        }
     }
 
     fn selects(&self, parked: &ParkedMessage) -> bool {

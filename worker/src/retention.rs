@@ -1,0 +1,132 @@
+//! Retention, run periodically by every worker (`INTAKE_RETENTION_INTERVAL`):
+//!
+//! - personal data not updated for `INTAKE_RETENTION` (off by default) is
+//!   erased exactly like a revocation or withdrawal (cause `retention`);
+//! - dead letters older than `INTAKE_DLQ_RETENTION` are purged (they hold
+//!   personal data too), counted, and the age of the oldest one left is a
+//!   metric, so ops are warned before a dead letter expires unseen.
+//!
+//! Several workers may run it at once: each erasure locks its subject, and
+//! a dead letter one worker holds during its walk is invisible to another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::context::WorkerContext;
+use crate::dlq::{self, DlqError, Filter, ParkingQueue};
+use crate::subject::{Subject, SubjectError, erase};
+
+/// Most subjects one round erases (the next round takes the rest).
+const ROUND: i64 = 1000;
+
+pub async fn run_retention(context: Arc<WorkerContext>, shutdown: CancellationToken) {
+    let interval = context.settings.retention_interval;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if let Some(retention) = context.settings.retention
+            && let Err(error) = erase_expired(&context, retention).await
+        {
+            tracing::warn!(message = "Retention round failed; will try again.", %error);
+        }
+        if let Err(error) = purge_dead_letters(&context, context.settings.dlq_retention).await {
+            tracing::warn!(message = "Dead-letter retention failed; will try again.", %error);
+        }
+    }
+}
+
+/// Erases every application and employee not updated for `retention`;
+/// returns how many.
+pub async fn erase_expired(
+    context: &WorkerContext,
+    retention: Duration,
+) -> Result<usize, SubjectError> {
+    let seconds = retention.as_secs_f64();
+    let client = context.pool.get().await?;
+    let mut expired: Vec<Subject> = client
+        .query(
+            "SELECT mydatashare_user_id FROM lt_application
+             WHERE updated_at < now() - make_interval(secs => $1) LIMIT $2",
+            &[&seconds, &ROUND],
+        )
+        .await?
+        .iter()
+        .map(|row| Subject::Lt {
+            user_id: row.get(0),
+        })
+        .collect();
+    expired.extend(
+        client
+            .query(
+                "SELECT webhook, user_uuid FROM lina_employee
+                 WHERE updated_at < now() - make_interval(secs => $1) LIMIT $2",
+                &[&seconds, &ROUND],
+            )
+            .await?
+            .iter()
+            .map(|row| Subject::Lina {
+                webhook: row.get::<_, Uuid>(0),
+                user: row.get::<_, Uuid>(1),
+            }),
+    );
+    drop(client);
+    for subject in &expired {
+        erase(
+            &context.pool,
+            &context.hasher,
+            &context.email.mailer,
+            subject,
+            "retention",
+        )
+        .await?;
+        context.stats.retention_erasure(subject.source().as_str());
+    }
+    if !expired.is_empty() {
+        tracing::info!(
+            message = "Retention erased expired data.",
+            subjects = expired.len()
+        );
+    }
+    Ok(expired.len())
+}
+
+/// Purges dead letters parked longer than `retention`; returns how many.
+pub async fn purge_dead_letters(
+    context: &WorkerContext,
+    retention: Duration,
+) -> Result<usize, DlqError> {
+    let mut purged = 0;
+    context.stats.dead_letter_retention(retention);
+    for queue in ParkingQueue::ALL {
+        let filter = Filter {
+            queues: vec![queue],
+            older_than: Some(retention),
+            ..Filter::default()
+        };
+        let summary = dlq::purge(
+            &context.settings.amqp,
+            &filter,
+            false,
+            &ProgressBar::hidden(),
+        )
+        .await?;
+        let name = queue.name(&context.topology);
+        context
+            .stats
+            .dead_letters_purged(&name, summary.matched, summary.oldest_kept);
+        purged += summary.matched;
+    }
+    if purged > 0 {
+        tracing::info!(
+            message = "Dead letters past their retention purged.",
+            purged
+        );
+    }
+    Ok(purged)
+}
