@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod dead_letters;
+mod deploy_files;
 mod email;
 mod erasure;
 mod lina;
