@@ -360,6 +360,27 @@ impl TestApp {
         broker::depth(&self.topology.dead_letter_queue(queue)).await
     }
 
+    /// A pool on the test's database (for driving the worker's library parts).
+    pub fn pool(&self) -> common::db::DbPool {
+        common::db::pool(&SecretString::from(self.db_url.clone()), 2).unwrap()
+    }
+
+    /// The subject hasher of the test workers.
+    pub fn hasher(&self) -> common::subject::SubjectHasher {
+        common::subject::SubjectHasher::new(SecretString::from(TEST_SUBJECT_HASH_KEY))
+    }
+
+    /// The single number a counting query returns.
+    pub async fn count(&self, query: &str) -> i64 {
+        self.db.query_one(query, &[]).await.unwrap().get(0)
+    }
+
+    /// Subjects whose state row is a tombstone.
+    pub async fn tombstones(&self) -> i64 {
+        self.count("SELECT count(*) FROM subject_state WHERE erased_at IS NOT NULL")
+            .await
+    }
+
     /// Stored applications.
     pub async fn application_count(&self) -> i64 {
         self.db

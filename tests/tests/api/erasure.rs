@@ -68,15 +68,7 @@ async fn a_revocation_for_an_unknown_person_leaves_a_tombstone_and_succeeds() {
         || async { (stats.erasures() == 1).then_some(()) },
     )
     .await;
-    let tombstones: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM subject_state WHERE erased_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let tombstones = app.tombstones().await;
     assert_eq!(tombstones, 1);
     assert_eq!(stats.events_dead_lettered(), 0);
     // A later application with an older body cannot bring it back... but a

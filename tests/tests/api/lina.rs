@@ -284,12 +284,7 @@ async fn a_consent_and_a_withdrawal_applied_by_two_workers_at_once_never_leave_p
         .await;
     }
     settled(3 * EMPLOYEES as u64).await;
-    let left: i64 = app
-        .db
-        .query_one("SELECT count(*) FROM lina_employee", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let left = app.count("SELECT count(*) FROM lina_employee").await;
     assert_eq!(left, 0, "every withdrawal (the newer event) wins");
     second.stop().await;
 }

@@ -88,15 +88,11 @@ fn api(base: &str) -> LinaApi {
     }
 }
 
-async fn pool(app: &intake_tests::TestApp) -> common::db::DbPool {
-    common::db::pool(&SecretString::from(app.db_url.clone()), 2).unwrap()
-}
-
 #[tokio::test]
 async fn register_stores_the_uuid_lina_returns() {
     let app = spawn_app().await;
     let (base, seen, server) = stand_in(Answer::Registered(STORE)).await;
-    let pool = pool(&app).await;
+    let pool = app.pool();
     let url = "https://intake.example/webhooks/lina/secret";
     let uuid = worker::lina::register(&pool, &api(&base), url, "Ravintola Testi")
         .await
@@ -117,7 +113,7 @@ async fn register_stores_the_uuid_lina_returns() {
 #[tokio::test]
 async fn register_gives_a_clear_error_and_stores_nothing_when_lina_does_not_cooperate() {
     let app = spawn_app().await;
-    let pool = pool(&app).await;
+    let pool = app.pool();
     for answer in [
         Answer::Status(401),
         Answer::Status(500),
@@ -153,10 +149,8 @@ async fn run(
     command: LinaCommand,
     answers: &str,
 ) -> Result<String, LinaError> {
-    let pool = pool(app).await;
-    let hasher = common::subject::SubjectHasher::new(SecretString::from(
-        intake_tests::app::TEST_SUBJECT_HASH_KEY,
-    ));
+    let pool = app.pool();
+    let hasher = app.hasher();
     let mut out = Vec::new();
     let context = LinaContext {
         pool: &pool,

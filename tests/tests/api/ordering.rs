@@ -100,15 +100,7 @@ async fn a_changed_application_after_a_revocation_is_a_new_application() {
     .await;
     assert_eq!(status, "new");
     assert_eq!(profile["shared_at"], "2026-11-23T09:00:00Z");
-    let tombstones: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM subject_state WHERE erased_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let tombstones = app.tombstones().await;
     assert_eq!(tombstones, 0, "the tombstone became a live state again");
 }
 
@@ -187,15 +179,9 @@ async fn an_update_and_a_revocation_applied_by_two_workers_at_once_never_leave_p
         0,
         "the revocation always wins"
     );
-    let live: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM subject_state WHERE erased_at IS NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let live = app
+        .count("SELECT count(*) FROM subject_state WHERE erased_at IS NULL")
+        .await;
     assert_eq!(live, 0, "every subject ends as a tombstone");
     let both_worked = worker(&app).stats.events_applied() > 0 && second.stats.events_applied() > 0;
     assert!(both_worked, "both workers took part");

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use common::amqp::WorkQueue;
 use intake_tests::{TestApp, eventually, example, spawn_app};
-use secrecy::SecretString;
 use worker::subject::{SubjectCommand, Who};
 
 const USER: &str = "7f3c2a9e-5b1d-4c8e-9a2f-0e6d4b8c1a37";
 
 async fn run(app: &TestApp, command: SubjectCommand) -> String {
-    let pool = common::db::pool(&SecretString::from(app.db_url.clone()), 2).unwrap();
-    let hasher = common::subject::SubjectHasher::new(SecretString::from(
-        intake_tests::app::TEST_SUBJECT_HASH_KEY,
-    ));
+    let pool = app.pool();
+    let hasher = app.hasher();
     let mailer = worker::email::Mailer::new(&app.mail_settings()).unwrap();
     let mut out = Vec::new();
     worker::subject::run(command, &pool, &hasher, &mailer, &mut out)
