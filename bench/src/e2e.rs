@@ -1,0 +1,164 @@
+//! End to end: `events` mixed events (LT new, updated, revoked; LINA
+//! consent, withdrawal) posted by `concurrency` connections to the real
+//! gateway, timed from the first request to the last event settled by the
+//! worker; receipt-to-applied latency from the worker's own histogram.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::payload;
+use crate::system::{LINA_SECRET, LT_TOKEN, System};
+
+pub struct E2eResult {
+    pub events: usize,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: usize,
+    pub gateway_rss_mib: f64,
+    pub worker_rss_mib: f64,
+}
+
+/// The body and endpoint of event `n` of the mix.
+fn event(n: u64) -> (bool, String) {
+    match n % 10 {
+        0..=5 => (false, payload::lt_profile(n)),
+        6 => (false, payload::lt_profile_with_status(n - 6, "updated")),
+        7 => (false, payload::lt_revocation(n - 7)),
+        8 => (true, payload::lina_consent(n)),
+        _ => (true, payload::lina_withdrawal(n - 1)),
+    }
+}
+
+pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult> {
+    let system = System::start(true).await?;
+    let db = intake_tests::database::connect(&system.db_url).await;
+    let store: uuid::Uuid = payload::STORE.parse()?;
+    db.execute(
+        "INSERT INTO lina_webhook (uuid, label) VALUES ($1, 'bench')",
+        &[&store],
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let errors = futures::stream::iter(0..events as u64)
+        .map(|n| {
+            let (lina, body) = event(n);
+            let request = if lina {
+                client.post(format!(
+                    "{}/webhooks/lina/{LINA_SECRET}",
+                    system.gateway_url
+                ))
+            } else {
+                client
+                    .post(format!("{}/webhooks/lt", system.gateway_url))
+                    .header("Authorization", format!("Bearer {LT_TOKEN}"))
+            };
+            async move {
+                let sent = request
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                usize::from(!matches!(sent, Ok(response) if response.status() == 200))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .fold(0, |total, error| async move { total + error })
+        .await;
+    let metrics = loop {
+        let text = client
+            .get(format!("{}/metrics", system.worker_ops))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if settled(&text) >= (events - errors) as f64 {
+            break text;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            anyhow::bail!(
+                "only {} of {events} events settled in 15 minutes",
+                settled(&text)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let result = E2eResult {
+        events,
+        seconds,
+        p50_ms: quantile(&metrics, 0.50) * 1000.0,
+        p99_ms: quantile(&metrics, 0.99) * 1000.0,
+        errors,
+        gateway_rss_mib: System::peak_rss_mib(&system.gateway),
+        worker_rss_mib: system.worker.as_ref().map_or(0.0, System::peak_rss_mib),
+    };
+    system.stop().await;
+    Ok(result)
+}
+
+/// Senders' events the worker settled (applied, erased, duplicate or stale).
+fn settled(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("intake_events_total{") && !line.contains("email."))
+        .filter(|line| {
+            ["applied", "erased", "duplicate", "stale"]
+                .iter()
+                .any(|o| line.contains(&format!("outcome=\"{o}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A quantile of `intake_event_age_seconds` over every kind, interpolated
+/// within its bucket as Prometheus's `histogram_quantile` does.
+fn quantile(metrics: &str, q: f64) -> f64 {
+    let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    for line in metrics
+        .lines()
+        .filter(|line| line.starts_with("intake_event_age_seconds_bucket{"))
+    {
+        let Some(le) = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::INFINITY)
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0);
+        let entry = buckets.entry(bound.to_bits()).or_insert((bound, 0.0));
+        entry.1 += count;
+    }
+    let mut sorted: Vec<(f64, f64)> = buckets.into_values().collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = sorted.last().map_or(0.0, |(_, count)| *count);
+    let rank = q * total;
+    let mut previous = (0.0, 0.0);
+    for (bound, count) in sorted {
+        if count >= rank {
+            if bound.is_infinite() {
+                return previous.0;
+            }
+            let within = if count > previous.1 {
+                (rank - previous.1) / (count - previous.1)
+            } else {
+                0.0
+            };
+            return previous.0 + (bound - previous.0) * within;
+        }
+        previous = (bound, count);
+    }
+    0.0
+}
