@@ -188,6 +188,8 @@ impl TestApp {
             prefetch: self.options.prefetch,
             batch_size: self.options.batch_size,
             batch_linger: self.options.batch_linger,
+            // One consumer per queue: tests that count batches rely on it.
+            consumers: 1,
             lt_email_pointer: "/email".into(),
             lt_event_time_pointer: None,
             subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),

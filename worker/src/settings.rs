@@ -41,6 +41,9 @@ pub struct WorkerArgs {
     /// How long a batch waits for more deliveries after its first
     #[arg(long, env = "INTAKE_BATCH_LINGER", default_value = "5ms", value_parser = humantime::parse_duration, global = true)]
     pub batch_linger: Duration,
+    /// Consumers (each applying its own batches in parallel) per sender queue in this process
+    #[arg(long, env = "INTAKE_CONSUMERS", default_value_t = 1, global = true)]
+    pub consumers: usize,
     /// JSON pointer to the applicant's e-mail address in an LT profile
     #[arg(
         long,
@@ -100,6 +103,7 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     pub batch_size: usize,
     pub batch_linger: Duration,
+    pub consumers: usize,
     pub lt_email_pointer: String,
     pub lt_event_time_pointer: Option<String>,
     pub subject_hash_key: SecretString,
@@ -184,6 +188,7 @@ impl WorkerArgs {
             // A batch can never hold more than the broker lets us have at once.
             batch_size: self.batch_size.min(usize::from(self.prefetch)),
             batch_linger: self.batch_linger,
+            consumers: self.consumers.max(1),
             lt_email_pointer: self.lt_email_pointer,
             lt_event_time_pointer: self.lt_event_time_pointer,
             subject_hash_key,

@@ -94,7 +94,14 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         for queue in CONSUMED_QUEUES {
-            tracker.spawn(consumer::run(self.context.clone(), queue, shutdown.clone()));
+            // The e-mail queue sends concurrently inside each batch instead.
+            let consumers = match queue {
+                WorkQueue::Email => 1,
+                WorkQueue::Lt | WorkQueue::Lina => self.context.settings.consumers,
+            };
+            for _ in 0..consumers {
+                tracker.spawn(consumer::run(self.context.clone(), queue, shutdown.clone()));
+            }
         }
         tracker.spawn(run_retention(self.context.clone(), shutdown.clone()));
         tracker.spawn(run_sweeper(
