@@ -3,7 +3,7 @@
 //! No message ever includes a token or a payload value.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use common::amqp::PublishError;
 use common::senders::lina::LinaPayloadError;
@@ -33,6 +33,8 @@ pub enum GatewayError {
     Unavailable(PublishError),
     #[error("no such endpoint")]
     NotFound,
+    #[error("this endpoint takes POST")]
+    MethodNotAllowed,
 }
 
 impl GatewayError {
@@ -50,6 +52,7 @@ impl GatewayError {
             GatewayError::Unavailable(PublishError::Blocked) => "broker_blocked",
             GatewayError::Unavailable(_) => "broker_unavailable",
             GatewayError::NotFound => "not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
         }
     }
 }
@@ -71,6 +74,7 @@ impl ResponseError for GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -82,6 +86,9 @@ impl ResponseError for GatewayError {
             }
             GatewayError::Overloaded | GatewayError::Unavailable(_) => {
                 response.insert_header((RETRY_AFTER, "1"));
+            }
+            GatewayError::MethodNotAllowed => {
+                response.insert_header((ALLOW, "POST"));
             }
             _ => {}
         }

@@ -100,10 +100,15 @@ impl Application {
                         Ok(response)
                     }
                 })
-                .service(web::resource("/webhooks/lt").route(web::post().to(routes::lt::receive)))
+                .service(
+                    web::resource("/webhooks/lt")
+                        .route(web::post().to(routes::lt::receive))
+                        .default_service(web::to(routes::method_not_allowed)),
+                )
                 .service(
                     web::resource("/webhooks/lina/{secret}")
-                        .route(web::post().to(routes::lina::receive)),
+                        .route(web::post().to(routes::lina::receive))
+                        .default_service(web::to(routes::method_not_allowed)),
                 )
                 .default_service(web::to(routes::not_found))
         })

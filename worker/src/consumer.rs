@@ -16,6 +16,9 @@ use crate::batch;
 use crate::context::WorkerContext;
 use crate::process::{SettleError, process_batch};
 
+/// How often an idle consumer checks that its channel is still open.
+const LIVENESS_CHECK: Duration = Duration::from_secs(1);
+
 /// A consuming session that lasted this long counts as healthy: the next
 /// reconnect starts again from the shortest delay.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
@@ -30,6 +33,8 @@ enum ConsumeError {
     Closed,
     #[error(transparent)]
     Settle(#[from] SettleError),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// Consumes `queue` until `shutdown`, reconnecting as often as needed.
@@ -73,27 +78,34 @@ async fn consume(
     shutdown: &CancellationToken,
 ) -> Result<(), ConsumeError> {
     let connection = context.connector.connection().await?;
-    let channel = connection.create_channel().await?;
+    let deadline = context.settings.amqp.publish_timeout;
+    let channel = bounded(deadline, connection.create_channel()).await?;
     // Before consuming: the prefetch bounds what this consumer holds in flight.
-    channel
-        .basic_qos(context.settings.prefetch, BasicQosOptions::default())
-        .await?;
+    let qos = channel.basic_qos(context.settings.prefetch, BasicQosOptions::default());
+    bounded(deadline, qos).await?;
     let queue_name = context.topology.work_queue(queue);
     let tag = format!("{}-{}", queue_name, uuid::Uuid::now_v7());
-    let mut deliveries = channel
-        .basic_consume(
-            queue_name.as_str().into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let consume = channel.basic_consume(
+        queue_name.as_str().into(),
+        tag.into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    );
+    let mut deliveries = bounded(deadline, consume).await?;
     tracing::info!(message = "Consuming.", queue = %queue_name);
     loop {
         let next = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             next = deliveries.next() => next,
+            // Do not trust the delivery stream alone to report a dead
+            // connection: look at the channel itself now and then.
+            _ = tokio::time::sleep(LIVENESS_CHECK) => {
+                if channel.status().connected() {
+                    continue;
+                }
+                return Err(ConsumeError::Closed);
+            }
         };
         let first = next.ok_or(ConsumeError::Closed)??;
         let settings = &context.settings;
@@ -109,4 +121,17 @@ async fn consume(
     // Deliveries prefetched but not started go back to the queue with the channel.
     let _ = channel.close(200, "shutting down".into()).await;
     Ok(())
+}
+
+/// A broker operation with a deadline: on a connection that died without
+/// lapin noticing, an operation can wait forever, and a consumer stuck there
+/// would never reconnect.
+async fn bounded<T>(
+    deadline: Duration,
+    operation: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, ConsumeError> {
+    match tokio::time::timeout(deadline, operation).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ConsumeError::Timeout(deadline)),
+    }
 }

@@ -26,6 +26,8 @@ pub enum SettleError {
     Publish(#[from] PublishError),
     #[error("could not ack the batch: {0}")]
     Ack(#[from] lapin::Error),
+    #[error("the broker did not answer the batch's ack in time")]
+    AckTimeout,
 }
 
 pub async fn process_batch(
@@ -53,7 +55,16 @@ pub async fn process_batch(
     }
     if let Some(last) = deliveries.last() {
         // Every delivery up to this one on this channel belongs to the batch.
-        last.acker.ack(BasicAckOptions { multiple: true }).await?;
+        let ack = last.acker.ack(BasicAckOptions { multiple: true });
+        // An ack on a connection that died can wait forever: bounded, so the
+        // consumer notices and reconnects (the batch is then redelivered and
+        // dropped as duplicates).
+        match tokio::time::timeout(context.settings.amqp.publish_timeout, ack).await {
+            Ok(result) => {
+                result?;
+            }
+            Err(_) => return Err(SettleError::AckTimeout),
+        }
     }
     Ok(())
 }

@@ -1,6 +1,96 @@
 //! JSON checks every sender's payload goes through.
 
-use serde_json::Value;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonError {
+    Invalid,
+    /// An object names the same key twice: which value counts would differ
+    /// between parsers (ours keeps the last, another may keep the first), so
+    /// such a body is refused rather than interpreted.
+    DuplicateKey,
+}
+
+/// Parses JSON, refusing duplicate keys at any depth. Nesting is bounded by
+/// serde_json's recursion limit (128), so a deeply nested body is `Invalid`.
+pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
+    match serde_json::from_slice::<UniqueKeys>(body) {
+        Ok(UniqueKeys(value)) => Ok(value),
+        Err(error) if error.to_string().starts_with(DUPLICATE) => Err(JsonError::DuplicateKey),
+        Err(_) => Err(JsonError::Invalid),
+    }
+}
+
+const DUPLICATE: &str = "duplicate key";
+
+/// A JSON value whose objects never repeat a key.
+struct UniqueKeys(Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if fields.insert(key, value).is_some() {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+}
 
 /// PostgreSQL cannot store U+0000 in `text` or `jsonb`: a payload carrying it
 /// would fail forever in the worker, so the gateway refuses it up front.
@@ -25,5 +115,22 @@ mod tests {
         assert!(contains_nul(&json!({"a": [{"b": "x\u{0}y"}]})));
         assert!(contains_nul(&json!({"a\u{0}": 1})));
         assert!(!contains_nul(&json!({"a": ["äö", 1, null, true]})));
+    }
+
+    #[test]
+    fn parses_like_serde_json_but_refuses_duplicate_keys_at_any_depth() {
+        let body = br#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"c":"\u00e4"}"#;
+        assert_eq!(
+            parse(body),
+            Ok(serde_json::from_slice(body).unwrap_or_default())
+        );
+        assert_eq!(parse(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(
+            parse(br#"{"a":[{"b":1,"b":1}]}"#),
+            Err(JsonError::DuplicateKey)
+        );
+        assert_eq!(parse(b"{"), Err(JsonError::Invalid));
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(parse(deep.as_bytes()), Err(JsonError::Invalid));
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::json::contains_nul;
+use super::json::{self, JsonError, contains_nul};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LinaPayload {
@@ -54,6 +54,8 @@ impl LinaPayload {
 pub enum LinaPayloadError {
     #[error("the body is not valid JSON")]
     InvalidJson,
+    #[error("an object in the body names the same key twice")]
+    DuplicateKey,
     #[error("the body is not a JSON object")]
     NotAnObject,
     #[error("`webhook` must be a UUID")]
@@ -73,6 +75,7 @@ impl LinaPayloadError {
     pub fn code(self) -> &'static str {
         match self {
             LinaPayloadError::InvalidJson => "invalid_json",
+            LinaPayloadError::DuplicateKey => "duplicate_key",
             LinaPayloadError::NotAnObject => "not_an_object",
             LinaPayloadError::InvalidWebhook => "invalid_webhook",
             LinaPayloadError::InvalidUserUuid => "invalid_user_uuid",
@@ -86,7 +89,10 @@ impl LinaPayloadError {
 const NAMED_FIELDS: [&str; 4] = ["userVorname", "userName", "userEmail", "bereich"];
 
 pub fn parse(body: &[u8]) -> Result<LinaPayload, LinaPayloadError> {
-    let data: Value = serde_json::from_slice(body).map_err(|_| LinaPayloadError::InvalidJson)?;
+    let data = json::parse(body).map_err(|error| match error {
+        JsonError::Invalid => LinaPayloadError::InvalidJson,
+        JsonError::DuplicateKey => LinaPayloadError::DuplicateKey,
+    })?;
     let fields = data.as_object().ok_or(LinaPayloadError::NotAnObject)?;
     let webhook = uuid_field(fields.get("webhook")).ok_or(LinaPayloadError::InvalidWebhook)?;
     let user = uuid_field(fields.get("userUuid")).ok_or(LinaPayloadError::InvalidUserUuid)?;

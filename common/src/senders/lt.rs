@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::json::contains_nul;
+use super::json::{self, JsonError, contains_nul};
 
 /// Longest `mydatashare_user_id` we accept; LT's are UUIDs, this is generous.
 pub const MAX_USER_ID_LEN: usize = 256;
@@ -56,6 +56,8 @@ impl LtPayload {
 pub enum LtPayloadError {
     #[error("the body is not valid JSON")]
     InvalidJson,
+    #[error("an object in the body names the same key twice")]
+    DuplicateKey,
     #[error("the body is not a JSON object")]
     NotAnObject,
     #[error("`mydatashare_user_id` is missing")]
@@ -73,6 +75,7 @@ impl LtPayloadError {
     pub fn code(self) -> &'static str {
         match self {
             LtPayloadError::InvalidJson => "invalid_json",
+            LtPayloadError::DuplicateKey => "duplicate_key",
             LtPayloadError::NotAnObject => "not_an_object",
             LtPayloadError::MissingUserId => "missing_user_id",
             LtPayloadError::InvalidUserId => "invalid_user_id",
@@ -85,7 +88,10 @@ impl LtPayloadError {
 /// Parses and validates an LT body; `email_pointer` is a JSON pointer
 /// (`INTAKE_LT_EMAIL_POINTER`, default `/email`).
 pub fn parse(body: &[u8], email_pointer: &str) -> Result<LtPayload, LtPayloadError> {
-    let profile: Value = serde_json::from_slice(body).map_err(|_| LtPayloadError::InvalidJson)?;
+    let profile = json::parse(body).map_err(|error| match error {
+        JsonError::Invalid => LtPayloadError::InvalidJson,
+        JsonError::DuplicateKey => LtPayloadError::DuplicateKey,
+    })?;
     let fields = profile.as_object().ok_or(LtPayloadError::NotAnObject)?;
     let user_id = match fields.get("mydatashare_user_id") {
         None | Some(Value::Null) => return Err(LtPayloadError::MissingUserId),

@@ -9,3 +9,8 @@ use crate::error::GatewayError;
 pub async fn not_found() -> Result<actix_web::HttpResponse, GatewayError> {
     Err(GatewayError::NotFound)
 }
+
+/// Any method but POST on a webhook: a JSON 405 naming the method to use.
+pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, GatewayError> {
+    Err(GatewayError::MethodNotAllowed)
+}

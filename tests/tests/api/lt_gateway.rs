@@ -152,3 +152,39 @@ async fn health_and_readiness_are_served_on_the_ops_listener() {
         .unwrap();
     assert_eq!(elsewhere.status(), 404);
 }
+
+#[tokio::test]
+async fn duplicate_keys_and_wrong_methods_are_refused_with_a_reason() {
+    let app = spawn_app_with(gateway_only()).await;
+    // Which of two values counts is a parsing differential: refuse instead.
+    for body in [
+        r#"{"mydatashare_user_id":"u-1","email":"a@example.fi","email":"b@example.fi"}"#,
+        r#"{"mydatashare_user_id":"u-1","email":"a@example.fi","profile":{"x":1,"x":2}}"#,
+    ] {
+        let response = app.post_lt(body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "duplicate_key", "{body}");
+    }
+    let lina = app
+        .post_lina(r#"{"webhook":"48138367-3eba-4772-b2bf-6bbd11840efb","webhook":"48138367-3eba-4772-b2bf-6bbd11840efc","userUuid":"c6425258-a870-498d-8173-6c2341c934e0"}"#)
+        .await;
+    assert_eq!(lina.status(), 400);
+    assert_eq!(
+        lina.json::<serde_json::Value>().await.unwrap()["error"],
+        "duplicate_key"
+    );
+
+    let get = app
+        .http
+        .get(format!("{}/webhooks/lt", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(
+        get.json::<serde_json::Value>().await.unwrap()["error"],
+        "method_not_allowed"
+    );
+    assert_eq!(app.depth(WorkQueue::Lt).await, 0);
+}

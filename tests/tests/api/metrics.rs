@@ -66,6 +66,7 @@ async fn the_counters_move_by_exactly_the_events_sent_and_dead_letters_are_count
     assert_eq!(app.post_lina("{}").await.status(), 400);
 
     let worker_ops = app.worker.as_ref().unwrap().ops_address.clone();
+    let prefix = app.topology.prefix().to_owned();
     let worker = eventually(
         "the worker settled everything",
         Duration::from_secs(20),
@@ -79,7 +80,10 @@ async fn the_counters_move_by_exactly_the_events_sent_and_dead_letters_are_count
                 && sample(
                     &text,
                     r#"intake_events_total{kind="lt.application",outcome="dead_lettered"}"#,
-                ) == 1.0)
+                ) == 1.0
+                // Depths are read at scrape time, counters as they move: wait for both.
+                && text.contains(&format!(r#"intake_queue_messages{{queue="{prefix}.lt.dlq"}} 1"#))
+                && text.contains(&format!(r#"intake_queue_messages{{queue="{prefix}.quarantine"}} 1"#)))
                 .then_some(text)
         },
     )
@@ -108,7 +112,6 @@ async fn the_counters_move_by_exactly_the_events_sent_and_dead_letters_are_count
     for (series, value) in expected {
         assert_eq!(sample(&worker, series), value, "{series}");
     }
-    let prefix = app.topology.prefix();
     assert_eq!(
         sample(
             &worker,
