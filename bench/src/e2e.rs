@@ -86,6 +86,16 @@ pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult>
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
+    let batches = sample(&metrics, "intake_worker_batch_size_count");
+    let batched = sample(&metrics, "intake_worker_batch_size_sum");
+    eprintln!(
+        "worker batches: {batches:.0}, {:.1} deliveries each on average",
+        if batches > 0.0 {
+            batched / batches
+        } else {
+            0.0
+        }
+    );
     let result = E2eResult {
         events,
         seconds,
@@ -161,4 +171,13 @@ fn quantile(metrics: &str, q: f64) -> f64 {
         previous = (bound, count);
     }
     0.0
+}
+
+/// One unlabelled sample's value (0 when absent).
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
 }

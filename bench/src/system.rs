@@ -30,6 +30,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Where the worker writes its .eml files: memory (tmpfs) where there is
+/// one, since tens of thousands of files on disk measure the filesystem's
+/// inode allocation rather than the intake.
+fn mail_dir(unique: &str) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("intake-bench-mail-{unique}"))
+}
+
 /// A sibling of this executable: the release binaries are built together.
 fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -65,7 +78,7 @@ impl System {
                     "INTAKE_SUBJECT_HASH_KEY",
                     "bench-subject-hash-key-0123456789",
                 )
-                .env("INTAKE_MAIL_OUTBOX_DIR", spool_dir.join("mail"));
+                .env("INTAKE_MAIL_OUTBOX_DIR", mail_dir(&unique));
             worker = Some(command.spawn()?);
         }
         let mut command = Command::new(binary("gateway"));
@@ -138,5 +151,7 @@ impl System {
         );
         intake_tests::broker::delete(&topology.queue_names(), &topology.exchange_names()).await;
         let _ = std::fs::remove_dir_all(&self.spool_dir);
+        let unique = self.prefix.trim_start_matches("t_");
+        let _ = std::fs::remove_dir_all(mail_dir(unique));
     }
 }
