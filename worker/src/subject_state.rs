@@ -71,18 +71,22 @@ impl SubjectState {
     }
 }
 
-/// Creates the state rows that do not exist yet and locks every one of
-/// `subjects` for the rest of the transaction, in sorted order, so that two
-/// workers with overlapping batches cannot deadlock.
+/// The locked states of a batch's subjects.
+pub type States = std::collections::HashMap<SubjectKey, SubjectState>;
+
+/// Creates the state rows that do not exist yet, locks every one of
+/// `subjects` for the rest of the transaction, in sorted order (so two
+/// workers with overlapping batches cannot deadlock), and returns their
+/// states: one statement for the whole batch, not one per event.
 pub async fn lock(
     transaction: &Transaction<'_>,
     subjects: &[(SubjectKey, Source)],
-) -> Result<(), JobError> {
+) -> Result<States, JobError> {
     let mut subjects = subjects.to_vec();
     subjects.sort();
     subjects.dedup_by_key(|(key, _)| *key);
     if subjects.is_empty() {
-        return Ok(());
+        return Ok(States::new());
     }
     let keys: Vec<&[u8]> = subjects.iter().map(|(key, _)| key.as_bytes()).collect();
     let sources: Vec<&str> = subjects.iter().map(|(_, source)| source.as_str()).collect();
@@ -97,12 +101,36 @@ pub async fn lock(
     transaction.execute(&insert, &[&keys, &sources]).await?;
     let select = transaction
         .prepare_cached(
-            "SELECT 1 FROM subject_state WHERE subject_key = ANY($1)
+            "SELECT subject_key, newest_event_at, newest_event_id, recent_body_hashes,
+                    erased_at IS NOT NULL
+             FROM subject_state WHERE subject_key = ANY($1)
              ORDER BY subject_key FOR UPDATE",
         )
         .await?;
-    transaction.query(&select, &[&keys]).await?;
-    Ok(())
+    let mut states = States::with_capacity(subjects.len());
+    for row in transaction.query(&select, &[&keys]).await? {
+        let Some(key) = SubjectKey::from_bytes(row.get::<_, &[u8]>(0)) else {
+            continue;
+        };
+        states.insert(key, state_from(&row, 1));
+    }
+    Ok(states)
+}
+
+/// A state from `row`, whose columns from `first` are: newest event time,
+/// newest event id, recent body hashes, erased.
+fn state_from(row: &tokio_postgres::Row, first: usize) -> SubjectState {
+    let at: Option<DateTime<Utc>> = row.get(first);
+    let id: Option<Uuid> = row.get(first + 1);
+    let hashes: Vec<Vec<u8>> = row.get(first + 2);
+    SubjectState {
+        newest: at.zip(id).map(|(at, id)| OrderKey { at, id }),
+        recent_bodies: hashes
+            .iter()
+            .filter_map(|hash| <BodyHash>::try_from(hash.as_slice()).ok())
+            .collect(),
+        erased: row.get(first + 3),
+    }
 }
 
 /// The (already locked) state of `subject`.
@@ -119,17 +147,7 @@ pub async fn load(
     let row = transaction
         .query_one(&select, &[&subject.as_bytes()])
         .await?;
-    let at: Option<DateTime<Utc>> = row.get(0);
-    let id: Option<Uuid> = row.get(1);
-    let hashes: Vec<Vec<u8>> = row.get(2);
-    Ok(SubjectState {
-        newest: at.zip(id).map(|(at, id)| OrderKey { at, id }),
-        recent_bodies: hashes
-            .iter()
-            .filter_map(|hash| <BodyHash>::try_from(hash.as_slice()).ok())
-            .collect(),
-        erased: row.get(3),
-    })
+    Ok(state_from(&row, 0))
 }
 
 /// Writes `state` back; an erased state becomes (or stays) a tombstone.

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::error::JobError;
-use crate::subject_state::{self, OrderKey, Verdict};
+use crate::subject_state::{self, OrderKey, States, Verdict};
 
 /// What applying an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,13 +169,19 @@ pub async fn apply(
     envelope: &Envelope,
     prepared: &Prepared,
     followups: &mut Followups,
+    states: &mut States,
 ) -> Result<Outcome, JobError> {
     if let Job::LinaConsent(LinaConsent { webhook, .. }) | Job::LinaWithdrawal { webhook, .. } =
         &prepared.job
     {
         lina_consent::require_registered(transaction, webhook).await?;
     }
-    let mut state = subject_state::load(transaction, &prepared.subject).await?;
+    // The batch locked and read every state; an event changes it only once
+    // it has fully succeeded (a failed event leaves the map as it was).
+    let mut state = match states.get(&prepared.subject) {
+        Some(state) => state.clone(),
+        None => subject_state::load(transaction, &prepared.subject).await?,
+    };
     let is_erasure = prepared.job.is_erasure();
     match state.judge(
         prepared.order,
@@ -210,6 +216,7 @@ pub async fn apply(
         )
         .await?;
     }
+    states.insert(prepared.subject, state);
     Ok(outcome)
 }
 
