@@ -357,6 +357,16 @@ impl TestApp {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Waits until the dead-letter queue of `queue` holds `count` messages.
+    pub async fn wait_for_dead_letters(&self, queue: WorkQueue, count: u32) {
+        crate::eventually(
+            &format!("{count} dead letter(s) in {}", queue.as_str()),
+            Duration::from_secs(20),
+            || async { (self.dead_letters(queue).await == count).then_some(()) },
+        )
+        .await;
+    }
+
     /// Ready messages in the dead-letter queue of `queue`.
     pub async fn dead_letters(&self, queue: WorkQueue) -> u32 {
         broker::depth(&self.topology.dead_letter_queue(queue)).await

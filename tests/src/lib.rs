@@ -14,7 +14,7 @@ pub mod services;
 pub mod smtp;
 
 pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
-pub use poll::eventually;
+pub use poll::{eventually, until};
 
 /// RabbitMQ used by the tests (`INTAKE_TEST_AMQP_URL`).
 pub fn amqp_url() -> String {

@@ -21,3 +21,14 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Waits until a worker's counters satisfy `condition`, or panics with `what`.
+pub async fn until<F>(what: &str, stats: &worker::context::WorkerStats, condition: F)
+where
+    F: Fn(&worker::context::WorkerStats) -> bool,
+{
+    eventually(what, Duration::from_secs(20), || async {
+        condition(stats).then_some(())
+    })
+    .await;
+}

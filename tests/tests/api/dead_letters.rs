@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use common::amqp::WorkQueue;
-use intake_tests::{TestOptions, eventually, spawn_app, spawn_app_with};
+use intake_tests::{TestOptions, eventually, spawn_app, spawn_app_with, until};
 
 const BLOCKED: &str = "blocked@example.fi";
 
@@ -33,12 +33,7 @@ async fn a_message_that_cannot_apply_is_dead_lettered_and_replayed_once_fixed() 
     app.post_lt(&application("fine-2", "fine2@example.fi"))
         .await;
 
-    eventually(
-        "the refused one is dead-lettered",
-        Duration::from_secs(10),
-        || async { (app.dead_letters(WorkQueue::Lt).await == 1).then_some(()) },
-    )
-    .await;
+    app.wait_for_dead_letters(WorkQueue::Lt, 1).await;
     eventually(
         "the others still apply",
         Duration::from_secs(10),
@@ -92,10 +87,7 @@ async fn show_redacts_the_payload_and_purge_needs_yes() {
         .await
         .unwrap();
     let id = response["id"].as_str().unwrap().to_owned();
-    eventually("it is dead-lettered", Duration::from_secs(10), || async {
-        (app.dead_letters(WorkQueue::Lt).await == 1).then_some(())
-    })
-    .await;
+    app.wait_for_dead_letters(WorkQueue::Lt, 1).await;
 
     let shown = app.dlq(&["show", &id]).await.unwrap();
     assert!(
@@ -183,8 +175,8 @@ async fn an_event_is_retried_while_the_database_is_unavailable_and_applied_once_
         200
     );
     let stats = app.worker.as_ref().unwrap().stats.clone();
-    eventually("the event is retried", Duration::from_secs(15), || async {
-        (stats.events_retried() >= 1).then_some(())
+    until("the event is retried", &stats, |stats| {
+        stats.events_retried() >= 1
     })
     .await;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::amqp::WorkQueue;
 use common::{Envelope, EventKind};
 use intake_tests::smtp::{self, Received};
-use intake_tests::{TestApp, TestOptions, eventually, example, spawn_app_with};
+use intake_tests::{TestApp, TestOptions, eventually, example, spawn_app_with, until};
 use mail_parser::MimeHeaders;
 
 const AINO: &str = "aino.korhonen@example.fi";
@@ -132,8 +132,8 @@ async fn the_same_application_sent_three_times_and_redelivered_is_acknowledged_o
         || async { (stats.events_applied() + stats.events_duplicate() == 5).then_some(()) },
     )
     .await;
-    eventually("the e-mail is sent", Duration::from_secs(20), || async {
-        (stats.emails_sent() == 1).then_some(())
+    until("the e-mail is sent", &stats, |stats| {
+        stats.emails_sent() == 1
     })
     .await;
     assert_eq!(
@@ -154,8 +154,8 @@ async fn an_update_sends_nothing_and_a_re_application_after_a_revocation_is_ackn
     received(&server, 1).await;
     app.post_lt(&example("lt/updated.json")).await;
     let stats = stats(&app);
-    eventually("the update is applied", Duration::from_secs(10), || async {
-        (stats.events_applied() == 2).then_some(())
+    until("the update is applied", &stats, |stats| {
+        stats.events_applied() == 2
     })
     .await;
     assert_eq!(
@@ -165,10 +165,7 @@ async fn an_update_sends_nothing_and_a_re_application_after_a_revocation_is_ackn
     );
 
     app.post_lt(&example("lt/revoked.json")).await;
-    eventually("revoked", Duration::from_secs(10), || async {
-        (stats.erasures() == 1).then_some(())
-    })
-    .await;
+    until("revoked", &stats, |stats| stats.erasures() == 1).await;
     let mut again: serde_json::Value = serde_json::from_str(&example("lt/new.json")).unwrap();
     again["shared_at"] = "2026-12-01T10:00:00Z".into();
     app.post_lt(&again.to_string()).await;
@@ -183,8 +180,8 @@ async fn an_smtp_server_down_at_first_gets_the_email_once_it_is_up() {
     let app = with_smtp(port).await;
     app.post_lt(&example("lt/new.json")).await;
     let stats = stats(&app);
-    eventually("the send is retried", Duration::from_secs(20), || async {
-        (stats.events_retried() >= 1).then_some(())
+    until("the send is retried", &stats, |stats| {
+        stats.events_retried() >= 1
     })
     .await;
     let server = smtp::start(port, &[]);
@@ -213,12 +210,7 @@ async fn a_permanent_rejection_fails_the_row_and_dead_letters_the_job_without_re
     let body =
         r#"{"mydatashare_user_id":"refused-1","email":"refused@example.fi","first_name":"Kalle"}"#;
     app.post_lt(body).await;
-    eventually(
-        "the job is dead-lettered",
-        Duration::from_secs(20),
-        || async { (app.dead_letters(WorkQueue::Email).await == 1).then_some(()) },
-    )
-    .await;
+    app.wait_for_dead_letters(WorkQueue::Email, 1).await;
     assert_eq!(
         outbox_rows(&app).await,
         vec![(
@@ -243,23 +235,18 @@ async fn a_revocation_while_the_email_is_pending_means_it_is_never_sent() {
     let app = with_smtp(port).await;
     app.post_lt(&example("lt/new.json")).await;
     let stats = stats(&app);
-    eventually("the send is retried", Duration::from_secs(20), || async {
-        (stats.events_retried() >= 1).then_some(())
+    until("the send is retried", &stats, |stats| {
+        stats.events_retried() >= 1
     })
     .await;
     app.post_lt(&example("lt/revoked.json")).await;
-    eventually("revoked", Duration::from_secs(10), || async {
-        (stats.erasures() == 1).then_some(())
-    })
-    .await;
+    until("revoked", &stats, |stats| stats.erasures() == 1).await;
     assert!(outbox_rows(&app).await.is_empty(), "no outbox row is left");
 
     let server = smtp::start(port, &[]);
-    eventually(
-        "the retried job finds nothing to send",
-        Duration::from_secs(20),
-        || async { (stats.emails_skipped() >= 1).then_some(()) },
-    )
+    until("the retried job finds nothing to send", &stats, |stats| {
+        stats.emails_skipped() >= 1
+    })
     .await;
     assert!(server.received().is_empty());
     assert!(!app.dump().await.contains(AINO));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use intake_tests::{eventually, example, personal_strings, spawn_app};
+use intake_tests::{eventually, example, personal_strings, spawn_app, until};
 
 #[tokio::test]
 async fn a_revocation_leaves_no_personal_data_in_a_database_dump() {
@@ -26,11 +26,9 @@ async fn a_revocation_leaves_no_personal_data_in_a_database_dump() {
 
     app.post_lt(&example("lt/revoked.json")).await;
     let stats = app.worker.as_ref().unwrap().stats.clone();
-    eventually(
-        "the revocation is applied",
-        Duration::from_secs(10),
-        || async { (stats.erasures() == 1).then_some(()) },
-    )
+    until("the revocation is applied", &stats, |stats| {
+        stats.erasures() == 1
+    })
     .await;
 
     let dump = app.dump().await;
@@ -62,11 +60,9 @@ async fn a_revocation_for_an_unknown_person_leaves_a_tombstone_and_succeeds() {
     app.post_lt(r#"{"mydatashare_user_id":"never-seen","status":"revoked"}"#)
         .await;
     let stats = app.worker.as_ref().unwrap().stats.clone();
-    eventually(
-        "the revocation is applied",
-        Duration::from_secs(10),
-        || async { (stats.erasures() == 1).then_some(()) },
-    )
+    until("the revocation is applied", &stats, |stats| {
+        stats.erasures() == 1
+    })
     .await;
     let tombstones = app.tombstones().await;
     assert_eq!(tombstones, 1);

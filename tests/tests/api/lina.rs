@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::amqp::WorkQueue;
 use common::{Envelope, EventKind};
 use intake_tests::{
-    TestOptions, broker, eventually, example, personal_strings, spawn_app, spawn_app_with,
+    TestOptions, broker, eventually, example, personal_strings, spawn_app, spawn_app_with, until,
 };
 
 const STORE: &str = "48138367-3eba-4772-b2bf-6bbd11840efb";
@@ -171,10 +171,7 @@ async fn an_unknown_store_is_dead_lettered_until_it_is_added_and_replayed() {
         app.post_lina(&example("lina/consent.json")).await.status(),
         200
     );
-    eventually("dead-lettered", Duration::from_secs(10), || async {
-        (app.dead_letters(WorkQueue::Lina).await == 1).then_some(())
-    })
-    .await;
+    app.wait_for_dead_letters(WorkQueue::Lina, 1).await;
     let listing = app.dlq(&["list", "--queue", "lina"]).await.unwrap();
     assert!(listing.contains("unknown_webhook"), "{listing}");
 
@@ -198,30 +195,25 @@ async fn a_consent_replayed_after_a_newer_withdrawal_is_dropped() {
         app.post_lina(&example("lina/consent.json")).await.status(),
         200
     );
-    eventually("dead-lettered", Duration::from_secs(10), || async {
-        (app.dead_letters(WorkQueue::Lina).await == 1).then_some(())
-    })
-    .await;
+    app.wait_for_dead_letters(WorkQueue::Lina, 1).await;
     app.add_store(STORE).await;
     assert_eq!(
         app.post_lina(&example("lina/delete.json")).await.status(),
         200
     );
     let stats = app.worker.as_ref().unwrap().stats.clone();
-    eventually(
-        "the withdrawal is applied",
-        Duration::from_secs(10),
-        || async { (stats.erasures() == 1).then_some(()) },
-    )
+    until("the withdrawal is applied", &stats, |stats| {
+        stats.erasures() == 1
+    })
     .await;
 
     app.dlq(&["replay", "--reason", "unknown_webhook"])
         .await
         .unwrap();
-    eventually(
+    until(
         "the replayed consent is dropped as stale",
-        Duration::from_secs(10),
-        || async { (stats.events_stale() == 1).then_some(()) },
+        &stats,
+        |stats| stats.events_stale() == 1,
     )
     .await;
     assert_eq!(app.employee(STORE, MIRCO).await, None);

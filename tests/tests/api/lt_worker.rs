@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use common::amqp::WorkQueue;
-use intake_tests::{TestOptions, eventually, example, spawn_app, spawn_app_with};
+use intake_tests::{TestOptions, eventually, example, spawn_app, spawn_app_with, until};
 
 const USER: &str = "7f3c2a9e-5b1d-4c8e-9a2f-0e6d4b8c1a37";
 
@@ -82,8 +82,8 @@ async fn a_batch_of_deliveries_is_applied_in_one_transaction_and_acked_together(
     let worker = app.spawn_worker().await;
     let stats = worker.stats.clone();
     app.worker = Some(worker);
-    eventually("all five are applied", Duration::from_secs(10), || async {
-        (stats.events_applied() == 5).then_some(())
+    until("all five are applied", &stats, |stats| {
+        stats.events_applied() == 5
     })
     .await;
 

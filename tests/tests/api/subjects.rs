@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use common::amqp::WorkQueue;
-use intake_tests::{TestApp, eventually, example, spawn_app};
+use intake_tests::{TestApp, eventually, example, spawn_app, until};
 use worker::subject::{SubjectCommand, Who};
 
 const USER: &str = "7f3c2a9e-5b1d-4c8e-9a2f-0e6d4b8c1a37";
@@ -34,11 +34,9 @@ async fn export_returns_what_is_stored_and_erase_leaves_nothing_personal() {
     app.post_lt(&example("lt/new.json")).await;
     eventually("stored", Duration::from_secs(10), || app.application(USER)).await;
     let stats = app.worker.as_ref().unwrap().stats.clone();
-    eventually(
-        "the acknowledgement is written",
-        Duration::from_secs(10),
-        || async { (stats.emails_sent() == 1).then_some(()) },
-    )
+    until("the acknowledgement is written", &stats, |stats| {
+        stats.emails_sent() == 1
+    })
     .await;
 
     let exported: serde_json::Value =
@@ -62,8 +60,8 @@ async fn export_returns_what_is_stored_and_erase_leaves_nothing_personal() {
 
     // LT resends the old application: still dropped.
     app.post_lt(&example("lt/new.json")).await;
-    eventually("the resend is dropped", Duration::from_secs(10), || async {
-        (stats.events_duplicate() == 1).then_some(())
+    until("the resend is dropped", &stats, |stats| {
+        stats.events_duplicate() == 1
     })
     .await;
     assert_eq!(app.application(USER).await, None);
@@ -119,10 +117,7 @@ async fn dead_letters_past_their_retention_are_purged_and_counted() {
         .unwrap();
     app.post_lt(r#"{"mydatashare_user_id":"dl-1","email":"refused@example.fi"}"#)
         .await;
-    eventually("dead-lettered", Duration::from_secs(10), || async {
-        (app.dead_letters(WorkQueue::Lt).await == 1).then_some(())
-    })
-    .await;
+    app.wait_for_dead_letters(WorkQueue::Lt, 1).await;
     let worker = worker::startup::Worker::build(app.worker_settings())
         .await
         .unwrap();
