@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::Envelope;
 
 use crate::error::GatewayError;
-use crate::spool::{Spool, SpoolError, SpoolRecord, drain};
+use crate::spool::{Spool, SpoolError, SpoolRecord};
 use crate::state::AppState;
 
 /// Publishes `envelope` and returns once the broker confirmed it.
@@ -56,7 +56,7 @@ pub async fn publish_or_spool(
     let failure = match state.in_flight.try_acquire() {
         Ok(_permit) => {
             let started = std::time::Instant::now();
-            match drain::publish(&state.publisher, &state.topology, &record).await {
+            match record.publish(&state.publisher, &state.topology).await {
                 Ok(()) => {
                     state.metrics.confirmed(started.elapsed());
                     state

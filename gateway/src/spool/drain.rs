@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::amqp::{ConfirmedPublisher, PublishError, Topology};
-use common::dead_letter;
 use tokio_util::sync::CancellationToken;
 
-use super::{Spool, SpoolError, SpoolRecord, Target};
+use super::{Spool, SpoolError};
 
 /// How often the drainer looks at the spool.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -71,7 +70,7 @@ async fn drain_once(
         let records = tokio::task::spawn_blocking(move || reader.read(sequence)).await??;
         let done = confirmed.get(&sequence).copied().unwrap_or(0);
         for (index, record) in records.iter().enumerate().skip(done) {
-            if let Err(error) = publish(publisher, topology, record).await {
+            if let Err(error) = record.publish(publisher, topology).await {
                 confirmed.insert(sequence, index);
                 return Err(error.into());
             }
@@ -82,31 +81,4 @@ async fn drain_once(
         confirmed.remove(&sequence);
     }
     Ok(drained)
-}
-
-/// Publishes a spooled record where it was meant to go.
-pub async fn publish(
-    publisher: &ConfirmedPublisher,
-    topology: &Topology,
-    record: &SpoolRecord,
-) -> Result<(), PublishError> {
-    let envelope = &record.envelope;
-    let work_queue = topology.work_queue(envelope.kind.work_queue());
-    let (queue, properties) = match record.target {
-        Target::Work => (work_queue, envelope.amqp_properties()),
-        Target::Quarantine => {
-            let reason = record.reason.as_deref().unwrap_or("invalid");
-            let properties = dead_letter::for_dead_letter(
-                &envelope.amqp_properties(),
-                reason,
-                "refused by the gateway's validation",
-                &work_queue,
-                0,
-            );
-            (topology.quarantine_queue(), properties)
-        }
-    };
-    publisher
-        .publish("", &queue, &envelope.body, properties)
-        .await
 }

@@ -4,7 +4,7 @@
 //! first, by `drain`; a drained segment is deleted (it holds personal data).
 //! The directory is locked: two gateways must not share one spool.
 
-pub mod drain;
+mod drain;
 mod record;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,8 @@
 //! 200) recognisable instead of replaying garbage.
 
 use chrono::{TimeZone, Utc};
+use common::amqp::{ConfirmedPublisher, PublishError, Topology};
+use common::dead_letter;
 use common::{Envelope, EventKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -40,6 +42,35 @@ struct Meta {
 const HEADER: usize = 8;
 
 impl SpoolRecord {
+    /// Publishes the record where it is meant to go, confirmed: its work
+    /// queue, or the quarantine with the refusal's reason. The same path
+    /// serves a live call and a drained one.
+    pub async fn publish(
+        &self,
+        publisher: &ConfirmedPublisher,
+        topology: &Topology,
+    ) -> Result<(), PublishError> {
+        let envelope = &self.envelope;
+        let work_queue = topology.work_queue(envelope.kind.work_queue());
+        let (queue, properties) = match self.target {
+            Target::Work => (work_queue, envelope.amqp_properties()),
+            Target::Quarantine => {
+                let reason = self.reason.as_deref().unwrap_or("invalid");
+                let properties = dead_letter::for_dead_letter(
+                    &envelope.amqp_properties(),
+                    reason,
+                    "refused by the gateway's validation",
+                    &work_queue,
+                    0,
+                );
+                (topology.quarantine_queue(), properties)
+            }
+        };
+        publisher
+            .publish("", &queue, &envelope.body, properties)
+            .await
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let envelope = &self.envelope;
         let meta = Meta {
