@@ -1,27 +1,43 @@
 //! Applying a batch of events in ONE transaction: every subject of the
-//! batch locked and read first (sorted, one statement), then each event
-//! applied in order. Only when an event fails for good is the batch redone
-//! with a savepoint per event, so that one bad event is set aside without
-//! undoing the others (the common case pays no savepoints).
+//! batch locked and read first (sorted, one round trip), each event planned
+//! in order against those states, then every event's statements sent at
+//! once (pipelined) and committed. Only when PostgreSQL refuses a statement
+//! is the batch redone event by event, each in its own savepoint, so that
+//! one bad event is set aside without undoing the others (the common case
+//! pays neither savepoints nor a round trip per statement).
+
+use std::collections::HashSet;
 
 use common::Envelope;
 use common::envelope::EnvelopeError;
 use common::subject::SubjectKey;
+use tokio_postgres::Row;
+use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::error::JobError;
-use crate::jobs::{self, Followups, Outcome, Prepared};
-use crate::subject_state;
+use crate::jobs::{self, Outcome, Planned, Prepared, lina_consent};
+use crate::pipeline::{self, Statement, Yields};
+use crate::subject_state::{self, States};
 
 /// What happened to one event of a committed batch, and whom it concerned
 /// (where known).
 pub type EventResult = Result<(Outcome, Option<SubjectKey>), JobError>;
+
+/// What must happen once the batch committed.
+#[derive(Debug, Default)]
+pub struct Followups {
+    /// Outbox rows whose e-mail jobs are to be published.
+    pub emails: Vec<Uuid>,
+}
 
 /// A committed batch: each event's result, and what is to happen now.
 pub struct Applied {
     pub results: Vec<EventResult>,
     pub followups: Followups,
 }
+
+type PreparedEvent<'a> = Result<(&'a Envelope, Prepared), JobError>;
 
 /// Applies every envelope (those that do not parse fail permanently) and
 /// commits. `Err` means nothing was committed: the whole batch is to be
@@ -30,7 +46,7 @@ pub async fn apply_batch(
     context: &WorkerContext,
     envelopes: &[Result<Envelope, EnvelopeError>],
 ) -> Result<Applied, JobError> {
-    let prepared: Vec<Result<(&Envelope, Prepared), JobError>> = envelopes
+    let prepared: Vec<PreparedEvent<'_>> = envelopes
         .iter()
         .map(|envelope| {
             let envelope = envelope
@@ -39,89 +55,173 @@ pub async fn apply_batch(
             Ok((envelope, jobs::prepare(context, envelope)?))
         })
         .collect();
-    let subjects: Vec<_> = prepared
-        .iter()
-        .flatten()
-        .map(|(_, prepared)| (prepared.subject, prepared.source))
-        .collect();
-
     let mut client = context.pool.get().await?;
-    match apply_in_transaction(&mut client, context, &prepared, &subjects, false).await? {
+    match apply_pipelined(&mut client, context, &prepared).await? {
         Some(applied) => Ok(applied),
-        // An event failed for good: redo the batch, each event in its own
-        // savepoint, so the others still commit.
-        None => apply_in_transaction(&mut client, context, &prepared, &subjects, true)
-            .await?
-            .ok_or_else(|| JobError::Transient("the batch failed twice".into())),
+        // PostgreSQL refused a statement: redo the batch, each event in its
+        // own savepoint, so the others still commit.
+        None => apply_one_by_one(&mut client, context, &prepared).await,
     }
 }
 
-type PreparedEvent<'a> = Result<(&'a Envelope, Prepared), JobError>;
-
-/// One attempt at the batch in one transaction. Without `savepoints` (the
-/// fast path: two round trips fewer per event) the first event that fails
-/// for good abandons the attempt (`Ok(None)`, nothing committed); with
-/// them, a failing event is rolled back alone.
-async fn apply_in_transaction(
+/// The fast path: every statement of the batch in one round trip. `Ok(None)`
+/// when PostgreSQL refused one (nothing committed).
+async fn apply_pipelined(
     client: &mut common::db::Client,
     context: &WorkerContext,
     prepared: &[PreparedEvent<'_>],
-    subjects: &[(SubjectKey, common::Source)],
-    savepoints: bool,
 ) -> Result<Option<Applied>, JobError> {
+    let transaction = client.transaction().await?;
+    let (mut states, stores) = lock_batch(&transaction, prepared).await?;
+    let mut results = Vec::with_capacity(prepared.len());
+    let mut plans = Vec::with_capacity(prepared.len());
+    for item in prepared {
+        match plan(context, item, &states, &stores) {
+            Ok((subject, planned)) => {
+                if let Some(state) = &planned.state {
+                    states.insert(subject, state.clone());
+                }
+                results.push(Ok((planned.outcome, Some(subject))));
+                plans.push((subject, planned));
+            }
+            Err(error) => results.push(Err(error)),
+        }
+    }
+    // Each changed subject's final state, written back in one statement.
+    let mut changed: Vec<SubjectKey> = plans
+        .iter()
+        .filter(|(_, planned)| planned.state.is_some())
+        .map(|(subject, _)| *subject)
+        .collect();
+    changed.sort();
+    changed.dedup();
+    let finals: Vec<_> = changed
+        .iter()
+        .filter_map(|subject| Some((subject, states.get(subject)?)))
+        .collect();
+    let mut owned = jobs::statements(plans.into_iter().flat_map(|(_, planned)| planned.writes));
+    if !finals.is_empty() {
+        owned.push(subject_state::save_statement(&finals));
+    }
+    let statements: Vec<&Statement<'_>> = owned.iter().collect();
+    let rows = match pipeline::send_all(&transaction, &statements).await {
+        Ok(rows) => rows,
+        // Dropping the transaction rolls it back.
+        Err(JobError::Permanent { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut followups = Followups::default();
+    follow_up(context, &statements, &rows, &mut followups);
+    transaction.commit().await?;
+    Ok(Some(Applied { results, followups }))
+}
+
+/// The slow path: each event in its own savepoint; an event PostgreSQL
+/// refuses is rolled back alone.
+async fn apply_one_by_one(
+    client: &mut common::db::Client,
+    context: &WorkerContext,
+    prepared: &[PreparedEvent<'_>],
+) -> Result<Applied, JobError> {
     let mut transaction = client.transaction().await?;
-    let mut states = subject_state::lock(&transaction, subjects).await?;
+    let (mut states, stores) = lock_batch(&transaction, prepared).await?;
     let mut results = Vec::with_capacity(prepared.len());
     let mut followups = Followups::default();
     for item in prepared {
-        let (envelope, event) = match item {
-            Ok(item) => item,
+        let (subject, planned) = match plan(context, item, &states, &stores) {
+            Ok(planned) => planned,
             Err(error) => {
-                results.push(Err(error.clone()));
+                results.push(Err(error));
                 continue;
             }
         };
-        let queued = followups.emails.len();
-        let outcome = if savepoints {
-            let savepoint = transaction.savepoint("event").await?;
-            let outcome = jobs::apply(
-                &savepoint,
-                context,
-                envelope,
-                event,
-                &mut followups,
-                &mut states,
-            )
-            .await;
-            match &outcome {
-                Ok(_) => savepoint.commit().await?,
-                Err(_) => savepoint.rollback().await?,
+        let mut owned = jobs::statements(planned.writes);
+        if let Some(state) = &planned.state {
+            owned.push(subject_state::save_statement(&[(&subject, state)]));
+        }
+        let statements: Vec<&Statement<'_>> = owned.iter().collect();
+        let savepoint = transaction.savepoint("event").await?;
+        match pipeline::send_all(&savepoint, &statements).await {
+            Ok(rows) => {
+                savepoint.commit().await?;
+                follow_up(context, &statements, &rows, &mut followups);
+                if let Some(state) = planned.state {
+                    states.insert(subject, state);
+                }
+                results.push(Ok((planned.outcome, Some(subject))));
             }
-            outcome
-        } else {
-            jobs::apply(
-                &transaction,
-                context,
-                envelope,
-                event,
-                &mut followups,
-                &mut states,
-            )
-            .await
-        };
-        match outcome {
-            Ok(outcome) => results.push(Ok((outcome, Some(event.subject)))),
-            Err(error @ JobError::Permanent { .. }) if savepoints => {
-                // What the rolled-back event queued never happened.
-                followups.emails.truncate(queued);
+            Err(error @ JobError::Permanent { .. }) => {
+                savepoint.rollback().await?;
                 results.push(Err(error));
             }
-            // The fast path cannot set one event aside: start again with savepoints.
-            Err(JobError::Permanent { .. }) => return Ok(None),
             // Transient trouble (connection lost, deadlock): retry the batch.
-            Err(error @ JobError::Transient(_)) => return Err(error),
+            Err(error) => return Err(error),
         }
     }
     transaction.commit().await?;
-    Ok(Some(Applied { results, followups }))
+    Ok(Applied { results, followups })
+}
+
+/// Locks and reads every subject of the batch and finds which of its LINA
+/// stores are registered: one round trip (both pipelined).
+async fn lock_batch(
+    transaction: &common::db::Transaction<'_>,
+    prepared: &[PreparedEvent<'_>],
+) -> Result<(States, HashSet<Uuid>), JobError> {
+    let events = || prepared.iter().flatten().map(|(_, event)| event);
+    let subjects: Vec<_> = events()
+        .map(|event| (event.subject, event.source))
+        .collect();
+    let mut stores: Vec<Uuid> = events()
+        .filter_map(|event| event.job.store())
+        .copied()
+        .collect();
+    stores.sort();
+    stores.dedup();
+    futures_util::future::try_join(
+        subject_state::lock(transaction, &subjects),
+        lina_consent::registered_stores(transaction, &stores),
+    )
+    .await
+}
+
+/// Plans one prepared event against its subject's state.
+fn plan<'a>(
+    context: &WorkerContext,
+    item: &'a PreparedEvent<'a>,
+    states: &States,
+    stores: &HashSet<Uuid>,
+) -> Result<(SubjectKey, Planned<'a>), JobError> {
+    let (envelope, event) = item.as_ref().map_err(Clone::clone)?;
+    // The batch locked every subject it holds: a missing state is a bug,
+    // and guessing one could apply a stale event.
+    let state = states
+        .get(&event.subject)
+        .ok_or_else(|| JobError::Transient("a subject of the batch was not locked".into()))?;
+    Ok((
+        event.subject,
+        jobs::plan(context, envelope, event, state, stores)?,
+    ))
+}
+
+/// What the statements' answers ask for: e-mail jobs to publish after the
+/// commit, `.eml` copies of erased subjects to delete before it.
+fn follow_up(
+    context: &WorkerContext,
+    statements: &[&Statement<'_>],
+    rows: &[Vec<Row>],
+    followups: &mut Followups,
+) {
+    for (statement, rows) in statements.iter().zip(rows) {
+        match statement.yields {
+            Yields::Nothing => {}
+            Yields::Acknowledgement => followups
+                .emails
+                .extend(rows.iter().map(|row| row.get::<_, Uuid>(0))),
+            Yields::ErasedOutbox => {
+                let ids: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+                context.email.mailer.remove_copies(&ids);
+            }
+        }
+    }
 }

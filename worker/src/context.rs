@@ -5,6 +5,8 @@ use std::sync::Arc;
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::db::DbPool;
 use common::subject::SubjectHasher;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::email::Email;
 pub use crate::metrics::WorkerStats;
@@ -22,4 +24,9 @@ pub struct WorkerContext {
     pub topology: Topology,
     pub settings: WorkerSettings,
     pub stats: Arc<WorkerStats>,
+    /// Work a batch leaves behind once it is committed and acked (publishing
+    /// its e-mail jobs); the worker waits for it on shutdown.
+    pub background: TaskTracker,
+    /// Bounds that work: a consumer waits before it leaves more.
+    pub background_slots: Arc<Semaphore>,
 }

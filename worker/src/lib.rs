@@ -14,6 +14,7 @@ pub mod error;
 pub mod jobs;
 pub mod lina;
 pub mod metrics;
+pub mod pipeline;
 pub mod process;
 pub mod retention;
 pub mod retry;

@@ -9,6 +9,7 @@ use common::envelope::{header, header_int};
 use common::{Envelope, EventKind};
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
+use std::sync::Arc;
 
 use crate::apply::{EventResult, apply_batch};
 use crate::context::WorkerContext;
@@ -31,7 +32,7 @@ pub enum SettleError {
 }
 
 pub async fn process_batch(
-    context: &WorkerContext,
+    context: &Arc<WorkerContext>,
     queue: WorkQueue,
     deliveries: &[Delivery],
 ) -> Result<(), SettleError> {
@@ -72,13 +73,13 @@ pub async fn process_batch(
 /// Applies a batch of the senders' events in one transaction, then queues
 /// the e-mails it created. A batch-wide failure fails every event in it.
 async fn apply_events(
-    context: &WorkerContext,
+    context: &Arc<WorkerContext>,
     envelopes: &[Result<Envelope, EnvelopeError>],
 ) -> Vec<EventResult> {
     context.stats.batch(envelopes.len());
     match apply_batch(context, envelopes).await {
         Ok(applied) => {
-            queue_emails(context, &applied.followups.emails).await;
+            queue_emails(context, applied.followups.emails).await;
             applied.results
         }
         Err(error) => {
@@ -92,16 +93,28 @@ async fn apply_events(
     }
 }
 
-/// Publishes the e-mail jobs of a committed batch. What fails here is left to
-/// the outbox sweeper: the rows are committed, so nothing is lost.
-async fn queue_emails(context: &WorkerContext, outbox_ids: &[uuid::Uuid]) {
+/// Publishes the e-mail jobs of a committed batch, in the background: the
+/// batch need not wait for their confirms before it is acked, since the
+/// outbox rows are committed. What fails here is left to the outbox
+/// sweeper, so nothing is lost.
+async fn queue_emails(context: &Arc<WorkerContext>, outbox_ids: Vec<uuid::Uuid>) {
     if outbox_ids.is_empty() {
         return;
     }
-    let published = email::publish_jobs(context, outbox_ids).await;
-    if let Err(error) = email::outbox::mark_enqueued(&context.pool, &published).await {
-        tracing::warn!(message = "Could not note published e-mail jobs.", %error);
-    }
+    // Waits when too much is still publishing (the broker is slow): the
+    // consumer then slows down instead of piling up tasks.
+    let Ok(slot) = context.background_slots.clone().acquire_owned().await else {
+        return;
+    };
+    let tracker = context.background.clone();
+    let context = context.clone();
+    tracker.spawn(async move {
+        let published = email::publish_jobs(&context, &outbox_ids).await;
+        if let Err(error) = email::outbox::mark_enqueued(&context.pool, &published).await {
+            tracing::warn!(message = "Could not note published e-mail jobs.", %error);
+        }
+        drop(slot);
+    });
 }
 
 /// Republishes a failed delivery to its next delay tier or to the kind's

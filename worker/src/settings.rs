@@ -33,16 +33,16 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub amqp: AmqpArgs,
     /// Deliveries a consumer holds unacknowledged at once (bounds in-flight work)
-    #[arg(long, env = "INTAKE_PREFETCH", default_value_t = 64, global = true)]
+    #[arg(long, env = "INTAKE_PREFETCH", default_value_t = 256, global = true)]
     pub prefetch: u16,
     /// Most deliveries applied in one database transaction and acked together
-    #[arg(long, env = "INTAKE_BATCH_SIZE", default_value_t = 32, global = true)]
+    #[arg(long, env = "INTAKE_BATCH_SIZE", default_value_t = 128, global = true)]
     pub batch_size: usize,
     /// How long a batch waits for more deliveries after its first
     #[arg(long, env = "INTAKE_BATCH_LINGER", default_value = "5ms", value_parser = humantime::parse_duration, global = true)]
     pub batch_linger: Duration,
     /// Consumers (each applying its own batches in parallel) per sender queue in this process
-    #[arg(long, env = "INTAKE_CONSUMERS", default_value_t = 1, global = true)]
+    #[arg(long, env = "INTAKE_CONSUMERS", default_value_t = 8, global = true)]
     pub consumers: usize,
     /// JSON pointer to the applicant's e-mail address in an LT profile
     #[arg(
@@ -68,14 +68,11 @@ pub struct WorkerArgs {
     /// instead of the receive time when present; unset: receive time (LT documents none)
     #[arg(long, env = "INTAKE_LT_EVENT_TIME_POINTER", global = true)]
     pub lt_event_time_pointer: Option<String>,
-    /// Database connections per worker process
-    #[arg(
-        long,
-        env = "INTAKE_DATABASE_POOL_SIZE",
-        default_value_t = 24,
-        global = true
-    )]
-    pub database_pool_size: usize,
+    /// Database connections per worker process. Unset: one per consumer of each sender
+    /// queue, one per e-mail sent at once, and 8 for the rest (background publishing,
+    /// sweeper, retention), so e-mails never keep a batch waiting for a connection
+    #[arg(long, env = "INTAKE_DATABASE_POOL_SIZE", global = true)]
+    pub database_pool_size: Option<usize>,
     /// How often pending e-mails whose job was never published are looked for
     #[arg(long, env = "INTAKE_OUTBOX_SWEEP_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub outbox_sweep_interval: Duration,
@@ -174,7 +171,12 @@ impl WorkerArgs {
                 return Err(invalid(name, "a JSON pointer starts with `/`"));
             }
         }
-        if self.prefetch == 0 || self.batch_size == 0 || self.database_pool_size == 0 {
+        let mail = self.mail.into_settings()?;
+        let consumers = self.consumers.max(1);
+        let database_pool_size = self
+            .database_pool_size
+            .unwrap_or(2 * consumers + mail.concurrency + 8);
+        if self.prefetch == 0 || self.batch_size == 0 || database_pool_size == 0 {
             return Err(invalid(
                 "INTAKE_PREFETCH / INTAKE_BATCH_SIZE / INTAKE_DATABASE_POOL_SIZE",
                 "must be at least 1",
@@ -188,7 +190,7 @@ impl WorkerArgs {
             // A batch can never hold more than the broker lets us have at once.
             batch_size: self.batch_size.min(usize::from(self.prefetch)),
             batch_linger: self.batch_linger,
-            consumers: self.consumers.max(1),
+            consumers,
             lt_email_pointer: self.lt_email_pointer,
             lt_event_time_pointer: self.lt_event_time_pointer,
             subject_hash_key,
@@ -196,8 +198,8 @@ impl WorkerArgs {
             retention: self.retention,
             dlq_retention: self.dlq_retention,
             retention_interval: self.retention_interval,
-            mail: self.mail.into_settings()?,
-            database_pool_size: self.database_pool_size,
+            mail,
+            database_pool_size,
         })
     }
 }

@@ -24,6 +24,9 @@ use crate::settings::WorkerSettings;
 /// Work queues this worker consumes.
 const CONSUMED_QUEUES: [WorkQueue; 3] = [WorkQueue::Lt, WorkQueue::Lina, WorkQueue::Email];
 
+/// Committed batches whose e-mail jobs may be publishing at once.
+const BACKGROUND_SLOTS: usize = 16;
+
 /// How long in-flight batches may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -63,6 +66,8 @@ impl Worker {
             connector: connector.clone(),
             settings,
             stats: Arc::new(WorkerStats::new()?),
+            background: TaskTracker::new(),
+            background_slots: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
         });
         let ops_server = common::ops::serve(
             ops_listener,
@@ -113,7 +118,14 @@ impl Worker {
         let ops_handle = self.ops_server.handle();
         let ops_server = tokio::spawn(self.ops_server);
         shutdown.cancelled().await;
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        let background = &self.context.background;
+        let finished = async {
+            tracker.wait().await;
+            // Only now can no consumer leave more behind.
+            background.close();
+            background.wait().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, finished)
             .await
             .is_err()
         {

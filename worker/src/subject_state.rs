@@ -10,6 +10,7 @@ use common::subject::{BodyHash, SubjectKey};
 use uuid::Uuid;
 
 use crate::error::JobError;
+use crate::pipeline::{self, Statement};
 
 /// How many body hashes a subject remembers (resends of anything older are
 /// recognised by their age instead: they are stale).
@@ -98,7 +99,6 @@ pub async fn lock(
              ON CONFLICT (subject_key) DO NOTHING",
         )
         .await?;
-    transaction.execute(&insert, &[&keys, &sources]).await?;
     let select = transaction
         .prepare_cached(
             "SELECT subject_key, newest_event_at, newest_event_id, recent_body_hashes,
@@ -107,8 +107,15 @@ pub async fn lock(
              ORDER BY subject_key FOR UPDATE",
         )
         .await?;
+    // Both at once (pipelined: `try_join` sends the insert first), so the
+    // select still runs after the insert.
+    let (_, rows) = futures_util::future::try_join(
+        transaction.execute(&insert, &[&keys, &sources]),
+        transaction.query(&select, &[&keys]),
+    )
+    .await?;
     let mut states = States::with_capacity(subjects.len());
-    for row in transaction.query(&select, &[&keys]).await? {
+    for row in rows {
         let Some(key) = SubjectKey::from_bytes(row.get::<_, &[u8]>(0)) else {
             continue;
         };
@@ -156,34 +163,59 @@ pub async fn save(
     subject: &SubjectKey,
     state: &SubjectState,
 ) -> Result<(), JobError> {
-    let update = transaction
-        .prepare_cached(
-            "UPDATE subject_state SET
-                 newest_event_at = $2, newest_event_id = $3, recent_body_hashes = $4,
-                 erased_at = CASE WHEN $5 THEN coalesce(erased_at, now()) END,
-                 updated_at = now()
-             WHERE subject_key = $1",
-        )
-        .await?;
-    let hashes: Vec<&[u8]> = state
-        .recent_bodies
-        .iter()
-        .map(|hash| hash.as_slice())
-        .collect();
-    transaction
-        .execute(
-            &update,
-            &[
-                &subject.as_bytes(),
-                &state.newest.map(|order| order.at),
-                &state.newest.map(|order| order.id),
-                &hashes,
-                &state.erased,
-            ],
-        )
-        .await?;
+    let statement = save_statement(&[(subject, state)]);
+    pipeline::send_all(transaction, &[&statement]).await?;
     Ok(())
 }
+
+/// `save` as one statement for any number of subjects (a batch writes its
+/// final states at once).
+pub fn save_statement<'a>(states: &[(&'a SubjectKey, &SubjectState)]) -> Statement<'a> {
+    let mut keys: Vec<&'a [u8]> = Vec::with_capacity(states.len());
+    let mut times = Vec::with_capacity(states.len());
+    let mut ids = Vec::with_capacity(states.len());
+    // An array of arrays cannot be ragged: each subject's hashes travel as
+    // one text, comma-separated hex, split again by the statement.
+    let mut hashes = Vec::with_capacity(states.len());
+    let mut erased = Vec::with_capacity(states.len());
+    for (key, state) in states {
+        keys.push(key.as_bytes());
+        times.push(state.newest.map(|order| order.at));
+        ids.push(state.newest.map(|order| order.id));
+        hashes.push(
+            state
+                .recent_bodies
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        erased.push(state.erased);
+    }
+    Statement::new(
+        SAVE,
+        vec![
+            Box::new(keys),
+            Box::new(times),
+            Box::new(ids),
+            Box::new(hashes),
+            Box::new(erased),
+        ],
+    )
+}
+
+const SAVE: &str = "
+    UPDATE subject_state AS s SET
+        newest_event_at = u.at, newest_event_id = u.id,
+        recent_body_hashes = ARRAY(
+            SELECT decode(h.hash, 'hex')
+            FROM unnest(string_to_array(u.hashes, ',')) WITH ORDINALITY AS h(hash, n)
+            ORDER BY h.n),
+        erased_at = CASE WHEN u.erased THEN coalesce(s.erased_at, now()) END,
+        updated_at = now()
+    FROM unnest($1::bytea[], $2::timestamptz[], $3::uuid[], $4::text[], $5::bool[])
+        AS u(key, at, id, hashes, erased)
+    WHERE s.subject_key = u.key";
 
 /// The non-personal record an erasure leaves: when, which source, why.
 pub async fn log_erasure(
@@ -192,13 +224,25 @@ pub async fn log_erasure(
     source: Source,
     cause: &str,
 ) -> Result<(), JobError> {
-    let insert = transaction
-        .prepare_cached("INSERT INTO erasure_log (subject_key, source, cause) VALUES ($1, $2, $3)")
-        .await?;
-    transaction
-        .execute(&insert, &[&subject.as_bytes(), &source.as_str(), &cause])
-        .await?;
+    let statement = log_erasure_statement(subject, source, cause);
+    pipeline::send_all(transaction, &[&statement]).await?;
     Ok(())
+}
+
+/// `log_erasure` as a statement of a batch.
+pub fn log_erasure_statement<'a>(
+    subject: &'a SubjectKey,
+    source: Source,
+    cause: &'a str,
+) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO erasure_log (subject_key, source, cause) VALUES ($1, $2, $3)",
+        vec![
+            Box::new(subject.as_bytes()),
+            Box::new(source.as_str()),
+            Box::new(cause),
+        ],
+    )
 }
 
 #[cfg(test)]

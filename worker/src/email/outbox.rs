@@ -6,41 +6,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::error::JobError;
-
-/// An acknowledgement to send, as written with a new application.
-pub struct NewAcknowledgement<'a> {
-    pub subject: &'a SubjectKey,
-    pub language: &'a str,
-    pub recipient: &'a str,
-    pub first_name: Option<&'a str>,
-}
-
-/// Writes the row (in the application's transaction); returns its id.
-pub async fn create(
-    transaction: &Transaction<'_>,
-    new: &NewAcknowledgement<'_>,
-) -> Result<Uuid, JobError> {
-    let id = Uuid::now_v7();
-    let insert = transaction
-        .prepare_cached(
-            "INSERT INTO email_outbox (id, subject_key, template, language, recipient, first_name)
-             VALUES ($1, $2, 'acknowledgement', $3, $4, $5)",
-        )
-        .await?;
-    transaction
-        .execute(
-            &insert,
-            &[
-                &id,
-                &new.subject.as_bytes(),
-                &new.language,
-                &new.recipient,
-                &new.first_name,
-            ],
-        )
-        .await?;
-    Ok(id)
-}
+use crate::pipeline::{self, Statement, Yields};
 
 pub struct OutboxRow {
     pub id: Uuid,
@@ -110,20 +76,25 @@ pub async fn erase_for(
     transaction: &Transaction<'_>,
     subject: &SubjectKey,
 ) -> Result<Vec<Uuid>, JobError> {
-    let select = transaction
-        .prepare_cached("SELECT id FROM email_outbox WHERE subject_key = $1 FOR UPDATE")
-        .await?;
-    let ids: Vec<Uuid> = transaction
-        .query(&select, &[&subject.as_bytes()])
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let delete = transaction
-        .prepare_cached("DELETE FROM email_outbox WHERE subject_key = $1 AND status <> 'sent'")
-        .await?;
-    transaction.execute(&delete, &[&subject.as_bytes()]).await?;
-    Ok(ids)
+    let [select, delete] = erase_statements(subject);
+    let rows = pipeline::send_all(transaction, &[&select, &delete]).await?;
+    Ok(rows[0].iter().map(|row| row.get(0)).collect())
+}
+
+/// `erase_for` as statements of a batch: the first one's rows are the ids
+/// (it locks them, so a send in progress finishes first).
+pub fn erase_statements(subject: &SubjectKey) -> [Statement<'_>; 2] {
+    [
+        Statement::new(
+            "SELECT id FROM email_outbox WHERE subject_key = $1 FOR UPDATE",
+            vec![Box::new(subject.as_bytes())],
+        )
+        .yielding(Yields::ErasedOutbox),
+        Statement::new(
+            "DELETE FROM email_outbox WHERE subject_key = $1 AND status <> 'sent'",
+            vec![Box::new(subject.as_bytes())],
+        ),
+    ]
 }
 
 /// Notes that these rows' jobs were published.
@@ -134,7 +105,14 @@ pub async fn mark_enqueued(pool: &DbPool, ids: &[Uuid]) -> Result<(), JobError> 
     let client = pool.get().await?;
     client
         .execute(
-            "UPDATE email_outbox SET enqueued_at = now() WHERE id = ANY($1)",
+            // Rows another transaction holds (being sent, or claimed by the
+            // sweeper) are skipped rather than waited for: waiting on rows
+            // locked in another order could deadlock, and those rows are
+            // seen to by whoever holds them.
+            "UPDATE email_outbox SET enqueued_at = now()
+             WHERE id IN (
+                 SELECT id FROM email_outbox WHERE id = ANY($1)
+                 ORDER BY id FOR UPDATE SKIP LOCKED)",
             &[&ids],
         )
         .await?;

@@ -1,12 +1,14 @@
 //! A LINA consent: upsert the employee's master data for that store.
 
+use std::collections::HashSet;
+
 use common::Envelope;
 use common::db::Transaction;
 use common::senders::lina::LinaConsent;
 use uuid::Uuid;
 
-use super::Outcome;
 use crate::error::JobError;
+use crate::pipeline::Statement;
 
 const UPSERT: &str = "
     INSERT INTO lina_employee
@@ -20,44 +22,42 @@ const UPSERT: &str = "
         data = EXCLUDED.data,
         updated_at = now()";
 
-pub async fn apply(
-    transaction: &Transaction<'_>,
-    envelope: &Envelope,
-    consent: &LinaConsent,
-) -> Result<Outcome, JobError> {
-    let statement = transaction.prepare_cached(UPSERT).await?;
-    transaction
-        .execute(
-            &statement,
-            &[
-                &consent.webhook,
-                &consent.user,
-                &consent.first_name,
-                &consent.last_name,
-                &consent.email,
-                &consent.bereich,
-                &consent.data,
-                &envelope.received_at,
-            ],
-        )
-        .await?;
-    Ok(Outcome::Applied)
+pub fn statement<'a>(envelope: &Envelope, consent: &'a LinaConsent) -> Statement<'a> {
+    Statement::new(
+        UPSERT,
+        vec![
+            Box::new(&consent.webhook),
+            Box::new(&consent.user),
+            Box::new(&consent.first_name),
+            Box::new(&consent.last_name),
+            Box::new(&consent.email),
+            Box::new(&consent.bereich),
+            Box::new(&consent.data),
+            Box::new(envelope.received_at),
+        ],
+    )
 }
 
-/// Events for a store we never registered are not applied blindly: they are
-/// dead-lettered, so registering the store and replaying recovers them.
-pub async fn require_registered(
+/// Which of `webhooks` are registered stores. Events for a store we never
+/// registered are not applied blindly: they are dead-lettered, so
+/// registering the store and replaying recovers them.
+pub async fn registered_stores(
     transaction: &Transaction<'_>,
-    webhook: &Uuid,
-) -> Result<(), JobError> {
-    let statement = transaction
-        .prepare_cached("SELECT 1 FROM lina_webhook WHERE uuid = $1")
-        .await?;
-    match transaction.query_opt(&statement, &[webhook]).await? {
-        Some(_) => Ok(()),
-        None => Err(JobError::permanent(
-            "unknown_webhook",
-            "the store's webhook is not registered (worker lina webhooks add)",
-        )),
+    webhooks: &[Uuid],
+) -> Result<HashSet<Uuid>, JobError> {
+    if webhooks.is_empty() {
+        return Ok(HashSet::new());
     }
+    let statement = transaction
+        .prepare_cached("SELECT uuid FROM lina_webhook WHERE uuid = ANY($1)")
+        .await?;
+    let rows = transaction.query(&statement, &[&webhooks]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+pub fn unknown_webhook() -> JobError {
+    JobError::permanent(
+        "unknown_webhook",
+        "the store's webhook is not registered (worker lina webhooks add)",
+    )
 }

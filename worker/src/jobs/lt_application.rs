@@ -1,73 +1,109 @@
 //! An LT application or update: upsert the person's row, keeping the whole
 //! profile as received. When the upsert creates the row (a first share, an
 //! update for someone we never had, a re-application after a revocation),
-//! the acknowledgement e-mail is queued in the same transaction.
+//! the acknowledgement e-mail is queued in the same statement (outbox).
+//!
+//! A batch upserts the applications of consecutive events in one statement
+//! as long as they concern different people (`upsert_all`): one statement
+//! cannot touch the same row twice, and the order between two events of
+//! the same person must stay theirs.
 
+use chrono::{DateTime, Utc};
 use common::Envelope;
-use common::db::Transaction;
 use common::senders::lt::LtPayload;
 use serde_json::Value;
+use uuid::Uuid;
 
-use super::{Followups, Outcome, Prepared};
+use super::Prepared;
 use crate::context::WorkerContext;
-use crate::email::{language_of, outbox};
+use crate::email::language_of;
 use crate::error::JobError;
+use crate::pipeline::{Param, Statement, Yields};
 
-/// `xmax = 0` is true for a row this statement inserted, false for one it updated.
-const UPSERT: &str = "
-    INSERT INTO lt_application
-        (mydatashare_user_id, email, status, profile, first_received_at, last_received_at)
-    VALUES ($1, $2, $3, $4, $5, $5)
-    ON CONFLICT (mydatashare_user_id) DO UPDATE SET
-        email = EXCLUDED.email,
-        status = EXCLUDED.status,
-        profile = EXCLUDED.profile,
-        last_received_at = EXCLUDED.last_received_at,
-        updated_at = now()
-    RETURNING (xmax = 0) AS created";
+/// `xmax = 0` is true for a row the upsert inserted, and only then does
+/// the outbox get a row (its id is returned). The e-mail job carries only
+/// that id; the address waits in the outbox until the e-mail is sent.
+const UPSERT_AND_ACKNOWLEDGE: &str = "
+    WITH application AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[],
+                             $5::timestamptz[], $6::uuid[], $7::bytea[], $8::text[], $9::text[])
+            AS a(user_id, email, status, profile, received_at, outbox_id, subject_key,
+                 language, first_name)
+    ), upsert AS (
+        INSERT INTO lt_application
+            (mydatashare_user_id, email, status, profile, first_received_at, last_received_at)
+        SELECT user_id, email, status, profile, received_at, received_at FROM application
+        ON CONFLICT (mydatashare_user_id) DO UPDATE SET
+            email = EXCLUDED.email,
+            status = EXCLUDED.status,
+            profile = EXCLUDED.profile,
+            last_received_at = EXCLUDED.last_received_at,
+            updated_at = now()
+        RETURNING mydatashare_user_id, (xmax = 0) AS created
+    )
+    INSERT INTO email_outbox (id, subject_key, template, language, recipient, first_name)
+    SELECT a.outbox_id, a.subject_key, 'acknowledgement', a.language, a.email, a.first_name
+    FROM upsert JOIN application AS a ON a.user_id = upsert.mydatashare_user_id
+    WHERE upsert.created
+    RETURNING id";
 
-pub async fn apply(
-    transaction: &Transaction<'_>,
+/// One person's application, as the batch will write it (no `Debug`: it
+/// holds personal data).
+pub struct ApplicationRow<'a> {
+    pub user_id: &'a str,
+    email: &'a str,
+    status: &'static str,
+    profile: &'a Value,
+    received_at: DateTime<Utc>,
+    /// The acknowledgement's id, used only if the upsert creates the row.
+    outbox_id: Uuid,
+    subject: &'a [u8],
+    language: &'static str,
+    first_name: Option<&'a str>,
+}
+
+pub fn row<'a>(
     context: &WorkerContext,
     envelope: &Envelope,
-    prepared: &Prepared,
-    payload: &LtPayload,
-    followups: &mut Followups,
-) -> Result<Outcome, JobError> {
+    prepared: &'a Prepared,
+    payload: &'a LtPayload,
+) -> Result<ApplicationRow<'a>, JobError> {
     let email = payload
         .email
         .as_deref()
         .ok_or_else(|| JobError::permanent("missing_email", "an application needs an e-mail"))?;
-    let statement = transaction.prepare_cached(UPSERT).await?;
-    let row = transaction
-        .query_one(
-            &statement,
-            &[
-                &payload.user_id,
-                &email,
-                &payload.status.as_str(),
-                &payload.profile,
-                &envelope.received_at,
-            ],
-        )
-        .await?;
-    let created: bool = row.get(0);
-    if created {
-        let settings = &context.email.settings;
-        let first_name = payload
-            .profile
-            .pointer(&settings.first_name_pointer)
-            .and_then(Value::as_str)
-            .filter(|name| !name.trim().is_empty());
-        let acknowledgement = outbox::NewAcknowledgement {
-            subject: &prepared.subject,
-            language: language_of(&payload.profile, &settings.language_pointer),
-            recipient: email,
-            first_name,
-        };
-        followups
-            .emails
-            .push(outbox::create(transaction, &acknowledgement).await?);
-    }
-    Ok(Outcome::Applied)
+    let settings = &context.email.settings;
+    let first_name = payload
+        .profile
+        .pointer(&settings.first_name_pointer)
+        .and_then(Value::as_str)
+        .filter(|name| !name.trim().is_empty());
+    Ok(ApplicationRow {
+        user_id: &payload.user_id,
+        email,
+        status: payload.status.as_str(),
+        profile: &payload.profile,
+        received_at: envelope.received_at,
+        outbox_id: Uuid::now_v7(),
+        subject: prepared.subject.as_bytes(),
+        language: language_of(&payload.profile, &settings.language_pointer),
+        first_name,
+    })
+}
+
+/// One statement for the applications of different people; its rows are
+/// the acknowledgements it created.
+pub fn upsert_all<'a>(rows: &[ApplicationRow<'a>]) -> Statement<'a> {
+    let params: Vec<Param<'a>> = vec![
+        Box::new(rows.iter().map(|row| row.user_id).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.email).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.status).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.profile).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.received_at).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.outbox_id).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.subject).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.language).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.first_name).collect::<Vec<_>>()),
+    ];
+    Statement::new(UPSERT_AND_ACKNOWLEDGE, params).yielding(Yields::Acknowledgement)
 }

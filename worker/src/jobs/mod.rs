@@ -2,16 +2,17 @@
 //!
 //! An event is first *prepared* (parsed once, its subject and order key
 //! known), so the batch can lock every subject up front in sorted order;
-//! then *applied* under the subject-state rules: duplicates and stale events
+//! then *planned* under the subject-state rules: duplicates and stale events
 //! are dropped and counted, everything else is applied and recorded.
 
-mod lina_consent;
+pub mod lina_consent;
 mod lina_withdrawal;
 mod lt_application;
 mod lt_revocation;
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
-use common::db::Transaction;
 use common::senders::lina::{self, LinaConsent, LinaPayload};
 use common::senders::lt::{self, LtPayload};
 use common::subject::{BodyHash, SubjectKey};
@@ -21,7 +22,9 @@ use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::error::JobError;
-use crate::subject_state::{self, OrderKey, States, Verdict};
+use crate::pipeline::Statement;
+use crate::subject_state::{self, OrderKey, SubjectState, Verdict};
+use lt_application::ApplicationRow;
 
 /// What applying an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +70,16 @@ impl Job {
         matches!(self, Job::LtRevocation(_) | Job::LinaWithdrawal { .. })
     }
 
+    /// The LINA store (webhook) the event concerns.
+    pub fn store(&self) -> Option<&Uuid> {
+        match self {
+            Job::LinaConsent(LinaConsent { webhook, .. }) | Job::LinaWithdrawal { webhook, .. } => {
+                Some(webhook)
+            }
+            Job::LtApplication(_) | Job::LtRevocation(_) => None,
+        }
+    }
+
     /// Only LT resends: for LINA a body seen before is a new event (the same
     /// consent given again after a withdrawal).
     fn recognises_resends(&self) -> bool {
@@ -80,13 +93,6 @@ impl Job {
             _ => "revocation",
         }
     }
-}
-
-/// What must happen once the batch committed.
-#[derive(Debug, Default)]
-pub struct Followups {
-    /// Outbox rows whose e-mail jobs are to be published.
-    pub emails: Vec<Uuid>,
 }
 
 /// An event ready to apply.
@@ -161,27 +167,84 @@ fn sender_time(body: &Value, pointer: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|time| time.with_timezone(&Utc))
 }
 
-/// Applies one prepared event inside `transaction` (a savepoint of the
-/// batch), its subject already locked.
-pub async fn apply(
-    transaction: &Transaction<'_>,
-    context: &WorkerContext,
-    envelope: &Envelope,
-    prepared: &Prepared,
-    followups: &mut Followups,
-    states: &mut States,
-) -> Result<Outcome, JobError> {
-    if let Job::LinaConsent(LinaConsent { webhook, .. }) | Job::LinaWithdrawal { webhook, .. } =
-        &prepared.job
-    {
-        lina_consent::require_registered(transaction, webhook).await?;
+/// One write of an event.
+pub enum Write<'a> {
+    Statement(Statement<'a>),
+    /// An LT application's upsert: a batch writes those of consecutive
+    /// events for different people in one statement.
+    Application(ApplicationRow<'a>),
+}
+
+/// The statements for `writes`, in their order; consecutive applications
+/// of different people become one statement.
+pub fn statements<'a>(writes: impl IntoIterator<Item = Write<'a>>) -> Vec<Statement<'a>> {
+    let mut statements = Vec::new();
+    let mut applications: Vec<ApplicationRow<'a>> = Vec::new();
+    for write in writes {
+        match write {
+            Write::Application(row) => {
+                // One statement cannot touch a row twice, and a person's
+                // two events must stay in their order.
+                if applications
+                    .iter()
+                    .any(|other| other.user_id == row.user_id)
+                {
+                    statements.push(lt_application::upsert_all(&applications));
+                    applications.clear();
+                }
+                applications.push(row);
+            }
+            Write::Statement(statement) => {
+                if !applications.is_empty() {
+                    statements.push(lt_application::upsert_all(&applications));
+                    applications.clear();
+                }
+                statements.push(statement);
+            }
+        }
     }
-    // The batch locked and read every state; an event changes it only once
-    // it has fully succeeded (a failed event leaves the map as it was).
-    let mut state = match states.get(&prepared.subject) {
-        Some(state) => state.clone(),
-        None => subject_state::load(transaction, &prepared.subject).await?,
-    };
+    if !applications.is_empty() {
+        statements.push(lt_application::upsert_all(&applications));
+    }
+    statements
+}
+
+/// What an event will do, decided before anything is written.
+pub struct Planned<'a> {
+    pub outcome: Outcome,
+    /// Its writes, erasure record included (none when dropped).
+    pub writes: Vec<Write<'a>>,
+    /// The subject's state once the statements ran (`None`: unchanged); the
+    /// batch writes it back.
+    pub state: Option<SubjectState>,
+}
+
+impl Planned<'_> {
+    fn dropped(outcome: Outcome) -> Self {
+        Planned {
+            outcome,
+            writes: Vec::new(),
+            state: None,
+        }
+    }
+}
+
+/// Decides what an event does, from its subject's locked `state` and the
+/// registered LINA `stores`, without touching the database: the batch then
+/// sends every event's statements at once (see `pipeline`). An `Err` is
+/// this event's alone (it is set aside, the others go on).
+pub fn plan<'a>(
+    context: &WorkerContext,
+    envelope: &'a Envelope,
+    prepared: &'a Prepared,
+    state: &SubjectState,
+    stores: &HashSet<Uuid>,
+) -> Result<Planned<'a>, JobError> {
+    if let Some(store) = prepared.job.store()
+        && !stores.contains(store)
+    {
+        return Err(lina_consent::unknown_webhook());
+    }
     let is_erasure = prepared.job.is_erasure();
     match state.judge(
         prepared.order,
@@ -189,35 +252,42 @@ pub async fn apply(
         prepared.job.recognises_resends(),
     ) {
         Verdict::Apply => {}
-        Verdict::Duplicate => return Ok(Outcome::Duplicate),
-        Verdict::Stale => return Ok(Outcome::Stale),
+        Verdict::Duplicate => return Ok(Planned::dropped(Outcome::Duplicate)),
+        Verdict::Stale => return Ok(Planned::dropped(Outcome::Stale)),
     }
-    let outcome = match &prepared.job {
-        Job::LtApplication(payload) => {
-            lt_application::apply(transaction, context, envelope, prepared, payload, followups)
-                .await?
+    let mut writes = match &prepared.job {
+        Job::LtApplication(payload) => vec![Write::Application(lt_application::row(
+            context, envelope, prepared, payload,
+        )?)],
+        Job::LtRevocation(payload) => lt_revocation::statements(prepared, payload)
+            .into_iter()
+            .map(Write::Statement)
+            .collect(),
+        Job::LinaConsent(consent) => {
+            vec![Write::Statement(lina_consent::statement(envelope, consent))]
         }
-        Job::LtRevocation(payload) => {
-            lt_revocation::apply(transaction, context, prepared, payload).await?
-        }
-        Job::LinaConsent(consent) => lina_consent::apply(transaction, envelope, consent).await?,
         Job::LinaWithdrawal { webhook, user } => {
-            lina_withdrawal::apply(transaction, webhook, user).await?
+            vec![Write::Statement(lina_withdrawal::statement(webhook, user))]
         }
     };
-    state.applied(prepared.order, prepared.body_hash, is_erasure);
-    subject_state::save(transaction, &prepared.subject, &state).await?;
+    let mut next = state.clone();
+    next.applied(prepared.order, prepared.body_hash, is_erasure);
     if is_erasure {
-        subject_state::log_erasure(
-            transaction,
+        writes.push(Write::Statement(subject_state::log_erasure_statement(
             &prepared.subject,
             prepared.source,
             prepared.job.erasure_cause(),
-        )
-        .await?;
+        )));
     }
-    states.insert(prepared.subject, state);
-    Ok(outcome)
+    Ok(Planned {
+        outcome: if is_erasure {
+            Outcome::Erased
+        } else {
+            Outcome::Applied
+        },
+        writes,
+        state: Some(next),
+    })
 }
 
 #[cfg(test)]
