@@ -96,15 +96,11 @@ pub async fn upsert_ceiling(
     duration: Duration,
     connections: usize,
 ) -> anyhow::Result<f64> {
-    let setup = intake_tests::database::connect(db_url).await;
-    setup
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS bench_upsert (
-                 id text PRIMARY KEY, email text NOT NULL, status text NOT NULL, profile jsonb NOT NULL,
-                 first_received_at timestamptz NOT NULL, last_received_at timestamptz NOT NULL,
-                 updated_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
+    // The real table, as the migrations make it (storage settings included):
+    // the ceiling measures the same rows the worker writes.
+    let pool = common::db::pool(&secrecy::SecretString::from(db_url.to_owned()), 1)?;
+    common::db::run_migrations(&pool).await?;
+    pool.close();
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
@@ -114,9 +110,11 @@ pub async fn upsert_ceiling(
             let client = intake_tests::database::connect(&db_url).await;
             let statement = client
                 .prepare(
-                    "INSERT INTO bench_upsert (id, email, status, profile, first_received_at, last_received_at)
+                    "INSERT INTO lt_application
+                         (mydatashare_user_id, email, status, profile, first_received_at, last_received_at)
                      VALUES ($1, $2, 'new', $3, now(), now())
-                     ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, profile = EXCLUDED.profile,
+                     ON CONFLICT (mydatashare_user_id) DO UPDATE SET
+                         email = EXCLUDED.email, profile = EXCLUDED.profile,
                          last_received_at = EXCLUDED.last_received_at, updated_at = now()",
                 )
                 .await?;

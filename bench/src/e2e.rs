@@ -31,8 +31,29 @@ fn event(n: u64) -> (bool, String) {
     }
 }
 
-pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult> {
-    let system = System::start(true).await?;
+#[derive(clap::Args, Clone, Debug)]
+pub struct E2eArgs {
+    /// Events in the end-to-end run
+    #[arg(long, default_value_t = 50_000)]
+    pub events: usize,
+    /// HTTP connections posting at once
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Worker processes
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Post at this many events per second instead of as fast as possible
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Post every event first, then start the workers and time how fast they
+    /// drain the queues: the workers' throughput without the HTTP load on
+    /// the same cores
+    #[arg(long)]
+    pub drain: bool,
+}
+
+pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eResult> {
+    let mut system = System::start(if args.drain { 0 } else { args.workers }).await?;
     let db = intake_tests::database::connect(&system.db_url).await;
     let store: uuid::Uuid = payload::STORE.parse()?;
     db.execute(
@@ -41,8 +62,13 @@ pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult>
     )
     .await?;
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    let errors = futures::stream::iter(0..events as u64)
+    let mut started = Instant::now();
+    let schedule = |n: u64| {
+        args.rate.map(|rate| {
+            tokio::time::Instant::from_std(started) + Duration::from_secs_f64(n as f64 / rate)
+        })
+    };
+    let errors = futures::stream::iter(0..args.events as u64)
         .map(|n| {
             let (lina, body) = event(n);
             let request = if lina {
@@ -55,7 +81,11 @@ pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult>
                     .post(format!("{}/webhooks/lt", system.gateway_url))
                     .header("Authorization", format!("Bearer {LT_TOKEN}"))
             };
+            let at = schedule(n);
             async move {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at).await;
+                }
                 let sent = request
                     .header("Content-Type", "application/json")
                     .body(body)
@@ -64,16 +94,16 @@ pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult>
                 usize::from(!matches!(sent, Ok(response) if response.status() == 200))
             }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(args.concurrency)
         .fold(0, |total, error| async move { total + error })
         .await;
+    let events = args.events;
+    if args.drain {
+        started = Instant::now();
+        system.add_workers(args.workers).await?;
+    }
     let metrics = loop {
-        let text = client
-            .get(format!("{}/metrics", system.worker_ops))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = workers_metrics(&client, &system).await?;
         if settled(&text) >= (events - errors) as f64 {
             break text;
         }
@@ -103,13 +133,31 @@ pub async fn run(events: usize, concurrency: usize) -> anyhow::Result<E2eResult>
         p99_ms: quantile(&metrics, 0.99) * 1000.0,
         errors,
         gateway_rss_mib: System::peak_rss_mib(&system.gateway),
-        worker_rss_mib: system.worker.as_ref().map_or(0.0, System::peak_rss_mib),
+        worker_rss_mib: system
+            .workers
+            .iter()
+            .map(System::peak_rss_mib)
+            .fold(0.0, f64::max),
     };
     system.stop().await;
     Ok(result)
 }
 
-/// Senders' events the worker settled (applied, erased, duplicate or stale).
+/// Every worker's metrics, one after the other (the samples add up).
+async fn workers_metrics(client: &reqwest::Client, system: &System) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for ops in &system.worker_ops {
+        text += &client
+            .get(format!("{ops}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+    }
+    Ok(text)
+}
+
+/// Senders' events the workers settled (applied, erased, duplicate or stale).
 fn settled(metrics: &str) -> f64 {
     metrics
         .lines()
@@ -173,11 +221,11 @@ fn quantile(metrics: &str, q: f64) -> f64 {
     0.0
 }
 
-/// One unlabelled sample's value (0 when absent).
+/// One unlabelled sample's value, summed over the workers (0 when absent).
 fn sample(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .filter_map(|value| value.trim().parse::<f64>().ok())
+        .sum()
 }

@@ -15,10 +15,6 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    pub fn rate(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-
     pub fn percentile_ms(&self, percentile: f64) -> f64 {
         if self.latencies.is_empty() {
             return 0.0;
@@ -84,4 +80,17 @@ pub async fn run_for(base: &str, connections: usize, duration: Duration) -> Load
     result.requests = result.latencies.len();
     result.latencies.sort_unstable();
     result
+}
+
+impl From<LoadResult> for crate::wrk::WrkResult {
+    fn from(result: LoadResult) -> Self {
+        crate::wrk::WrkResult {
+            requests: result.requests as u64,
+            errors: result.errors as u64,
+            seconds: result.seconds,
+            p50_ms: result.percentile_ms(0.50),
+            p99_ms: result.percentile_ms(0.99),
+            max_ms: result.percentile_ms(1.0),
+        }
+    }
 }

@@ -11,8 +11,10 @@ mod ceilings;
 mod e2e;
 mod email;
 mod load;
+mod overload;
 mod payload;
 mod system;
+mod wrk;
 
 use clap::Parser;
 
@@ -26,13 +28,17 @@ enum Bench {
     Email(email::EmailArgs),
     /// Everything: ceilings, the gateway under HTTP load, end to end, memory; a Markdown table
     All(AllArgs),
+    /// End to end only: events through the gateway and the workers
+    E2e(e2e::E2eArgs),
+    /// The gateway under twice its in-flight bound for a minute: answers and memory
+    Overload(overload::OverloadArgs),
 }
 
 #[derive(clap::Args)]
 struct AllArgs {
     #[command(flatten)]
     ceilings: ceilings::CeilingArgs,
-    /// Events in the end-to-end run
+    /// Events in each full-speed end-to-end run
     #[arg(long, default_value_t = 50_000)]
     events: usize,
 }
@@ -42,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::Email(args) => email::run(args).await,
         Bench::All(args) => all(args).await,
+        Bench::Overload(args) => overload::run(&args).await,
+        Bench::E2e(args) => {
+            let result = e2e::run(&args).await?;
+            println!("{}", e2e_line(&args, &result, None));
+            Ok(())
+        }
     }
 }
 
@@ -64,14 +76,53 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
     intake_tests::database::drop(&scratch).await;
 
     eprintln!("gateway: HTTP load, {in_flight} connections, {duration:?}");
-    let system = system::System::start(false).await?;
-    let gateway = load::run_for(&system.gateway_url, in_flight, duration).await;
+    let system = system::System::start(0).await?;
+    let gateway = if wrk::available() {
+        wrk::run_for(&system.gateway_url, in_flight, duration).await?
+    } else {
+        eprintln!("wrk is not installed: the Rust load driver takes its place (slower)");
+        load::run_for(&system.gateway_url, in_flight, duration)
+            .await
+            .into()
+    };
     let gateway_rss = system::System::peak_rss_mib(&system.gateway);
     system.stop().await;
 
-    eprintln!("end to end: {} events", args.events);
-    let e2e = e2e::run(args.events, in_flight).await?;
+    let one = e2e::E2eArgs {
+        events: args.events,
+        concurrency: in_flight,
+        workers: 1,
+        rate: None,
+        drain: false,
+    };
+    eprintln!("end to end: {} events, one worker", one.events);
+    let e2e = e2e::run(&one).await?;
     let e2e_rate = e2e.events as f64 / e2e.seconds;
+    let drain_one = e2e::E2eArgs {
+        drain: true,
+        ..one.clone()
+    };
+    eprintln!("drain: {} events, one worker", drain_one.events);
+    let drained_one = e2e::run(&drain_one).await?;
+    let drain_two = e2e::E2eArgs {
+        workers: 2,
+        ..drain_one.clone()
+    };
+    eprintln!("drain: {} events, two workers", drain_two.events);
+    let drained_two = e2e::run(&drain_two).await?;
+    // Half the one-worker end-to-end maximum, for 20 s: the latency a
+    // steady load sees.
+    let half_rate = e2e_rate / 2.0;
+    let half = e2e::E2eArgs {
+        events: (half_rate * 20.0) as usize,
+        rate: Some(half_rate),
+        ..one.clone()
+    };
+    eprintln!(
+        "end to end: {} events at {half_rate:.0}/s, one worker",
+        half.events
+    );
+    let e2e_half = e2e::run(&half).await?;
 
     println!("| measurement | result | ratio |");
     println!("|---|---|---|");
@@ -86,24 +137,50 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         "| gateway, {in_flight} connections, {:.0} s | {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors | {:.2} × (a) |",
         duration.as_secs_f64(),
         gateway.rate(),
-        gateway.percentile_ms(0.50),
-        gateway.percentile_ms(0.99),
-        gateway.percentile_ms(1.0),
+        gateway.p50_ms,
+        gateway.p99_ms,
+        gateway.max_ms,
         gateway.errors,
         gateway.rate() / publishes
     );
-    println!(
-        "| end to end, {} mixed events | {e2e_rate:.0} events/s in {:.1} s, receipt→applied p50 {:.0} ms, p99 {:.0} ms, {} errors | worker {:.2} × (b) |",
-        e2e.events,
-        e2e.seconds,
-        e2e.p50_ms,
-        e2e.p99_ms,
-        e2e.errors,
-        e2e_rate / upserts
-    );
+    for (args, result) in [
+        (&one, &e2e),
+        (&drain_one, &drained_one),
+        (&drain_two, &drained_two),
+        (&half, &e2e_half),
+    ] {
+        println!("{}", e2e_line(args, result, Some(upserts)));
+    }
     println!(
         "| peak RSS | gateway {gateway_rss:.1} MiB (HTTP load), {:.1} MiB (end to end); worker {:.1} MiB | |",
         e2e.gateway_rss_mib, e2e.worker_rss_mib
     );
     Ok(())
+}
+
+/// One table row for an end-to-end run; the ratio to ceiling (b) when known.
+fn e2e_line(args: &e2e::E2eArgs, result: &e2e::E2eResult, upserts: Option<f64>) -> String {
+    let rate = result.events as f64 / result.seconds;
+    let paced = args
+        .rate
+        .map_or(String::new(), |rate| format!(", posted at {rate:.0}/s"));
+    let what = if args.drain {
+        "queues drained"
+    } else {
+        "end to end"
+    };
+    let ratio = upserts.map_or(String::new(), |upserts| {
+        format!("worker {:.2} × (b)", rate / upserts)
+    });
+    format!(
+        "| {what}, {} mixed events, {} worker(s){paced} | {rate:.0} events/s in {:.1} s, receipt→applied p50 {:.0} ms, p99 {:.0} ms, {} errors, peak RSS gateway {:.1} MiB, worker {:.1} MiB | {ratio} |",
+        result.events,
+        args.workers,
+        result.seconds,
+        result.p50_ms,
+        result.p99_ms,
+        result.errors,
+        result.gateway_rss_mib,
+        result.worker_rss_mib,
+    )
 }

@@ -12,10 +12,11 @@ pub const LINA_SECRET: &str = "bench-lina-secret";
 
 pub struct System {
     pub gateway: Child,
-    pub worker: Option<Child>,
+    pub workers: Vec<Child>,
     pub gateway_url: String,
     pub gateway_ops: String,
-    pub worker_ops: String,
+    /// The ops listener of each worker.
+    pub worker_ops: Vec<String>,
     pub db_name: String,
     pub db_url: String,
     pub prefix: String,
@@ -50,62 +51,87 @@ fn binary(name: &str) -> std::path::PathBuf {
 }
 
 impl System {
-    pub async fn start(with_worker: bool) -> anyhow::Result<System> {
+    /// The gateway and `workers` worker processes.
+    pub async fn start(workers: usize) -> anyhow::Result<System> {
+        Self::start_with(workers, &[]).await
+    }
+
+    /// `start`, with more settings for the gateway.
+    pub async fn start_with(
+        workers: usize,
+        gateway_env: &[(&str, String)],
+    ) -> anyhow::Result<System> {
         let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("intake_t_{unique}");
         let db_url = intake_tests::database::create(&db_name).await;
+        // Migrated up front, so a run can register a store before any worker starts.
+        let pool = common::db::pool(&secrecy::SecretString::from(db_url.clone()), 1)?;
+        common::db::run_migrations(&pool).await?;
+        pool.close();
         let prefix = format!("t_{unique}");
         let spool_dir = std::env::temp_dir().join(format!("intake-bench-spool-{unique}"));
-        let (http, gateway_ops_port, worker_ops_port) = (free_port(), free_port(), free_port());
-        let common = |command: &mut Command| {
-            command
-                .env("INTAKE_AMQP_URL", intake_tests::amqp_url())
-                .env("INTAKE_QUEUE_PREFIX", &prefix)
-                .env("INTAKE_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true);
-        };
-        let mut worker = None;
-        if with_worker {
-            let mut command = Command::new(binary("worker"));
-            common(&mut command);
-            command
-                .arg("run")
-                .env("INTAKE_DATABASE_URL", &db_url)
-                .env("INTAKE_OPS_ADDR", format!("127.0.0.1:{worker_ops_port}"))
-                .env(
-                    "INTAKE_SUBJECT_HASH_KEY",
-                    "bench-subject-hash-key-0123456789",
-                )
-                .env("INTAKE_MAIL_OUTBOX_DIR", mail_dir(&unique));
-            worker = Some(command.spawn()?);
-        }
+        let (http, gateway_ops_port) = (free_port(), free_port());
         let mut command = Command::new(binary("gateway"));
-        common(&mut command);
         command
+            .env("INTAKE_AMQP_URL", intake_tests::amqp_url())
+            .env("INTAKE_QUEUE_PREFIX", &prefix)
+            .env("INTAKE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
             .env("INTAKE_GATEWAY_ADDR", format!("127.0.0.1:{http}"))
             .env("INTAKE_OPS_ADDR", format!("127.0.0.1:{gateway_ops_port}"))
             .env("INTAKE_LT_TOKENS", LT_TOKEN)
             .env("INTAKE_LINA_PATH_SECRETS", LINA_SECRET)
-            .env("INTAKE_SPOOL_DIR", &spool_dir);
+            .env("INTAKE_SPOOL_DIR", &spool_dir)
+            .envs(gateway_env.iter().map(|(name, value)| (name, value)));
         let gateway = command.spawn()?;
-        let system = System {
+        let mut system = System {
             gateway,
-            worker,
+            workers: Vec::new(),
             gateway_url: format!("http://127.0.0.1:{http}"),
             gateway_ops: format!("http://127.0.0.1:{gateway_ops_port}"),
-            worker_ops: format!("http://127.0.0.1:{worker_ops_port}"),
+            worker_ops: Vec::new(),
             db_name,
             db_url,
             prefix,
             spool_dir,
         };
         system.wait_ready(&system.gateway_ops).await?;
-        if with_worker {
-            system.wait_ready(&system.worker_ops).await?;
-        }
+        system.add_workers(workers).await?;
         Ok(system)
+    }
+
+    /// Starts `count` more worker processes and waits until they are ready.
+    pub async fn add_workers(&mut self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            let port = free_port();
+            let mut command = Command::new(binary("worker"));
+            command
+                .arg("run")
+                .env("INTAKE_AMQP_URL", intake_tests::amqp_url())
+                .env("INTAKE_QUEUE_PREFIX", &self.prefix)
+                .env("INTAKE_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .env("INTAKE_DATABASE_URL", &self.db_url)
+                .env("INTAKE_OPS_ADDR", format!("127.0.0.1:{port}"))
+                .env(
+                    "INTAKE_SUBJECT_HASH_KEY",
+                    "bench-subject-hash-key-0123456789",
+                )
+                .env("INTAKE_MAIL_OUTBOX_DIR", mail_dir(self.unique()));
+            self.workers.push(command.spawn()?);
+            let ops = format!("http://127.0.0.1:{port}");
+            self.wait_ready(&ops).await?;
+            self.worker_ops.push(ops);
+        }
+        Ok(())
+    }
+
+    fn unique(&self) -> &str {
+        self.prefix.trim_start_matches("t_")
     }
 
     async fn wait_ready(&self, ops: &str) -> anyhow::Result<()> {
@@ -123,25 +149,21 @@ impl System {
 
     /// Peak resident memory (VmHWM) of a child, in MiB.
     pub fn peak_rss_mib(child: &Child) -> f64 {
-        let Some(pid) = child.id() else { return 0.0 };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or(0.0, |kib| kib / 1024.0)
+        Self::child_memory_mib(child, "VmHWM:")
+    }
+
+    /// Resident memory now (VmRSS) of a process, in MiB.
+    pub fn rss_mib(pid: u32) -> f64 {
+        memory_mib(pid, "VmRSS:")
+    }
+
+    fn child_memory_mib(child: &Child, field: &str) -> f64 {
+        child.id().map_or(0.0, |pid| memory_mib(pid, field))
     }
 
     pub async fn stop(mut self) {
         let _ = self.gateway.kill().await;
-        if let Some(worker) = self.worker.as_mut() {
+        for worker in &mut self.workers {
             let _ = worker.kill().await;
         }
         intake_tests::database::drop(&self.db_name).await;
@@ -151,7 +173,23 @@ impl System {
         );
         intake_tests::broker::delete(&topology.queue_names(), &topology.exchange_names()).await;
         let _ = std::fs::remove_dir_all(&self.spool_dir);
-        let unique = self.prefix.trim_start_matches("t_");
-        let _ = std::fs::remove_dir_all(mail_dir(unique));
+        let _ = std::fs::remove_dir_all(mail_dir(self.unique()));
     }
+}
+
+/// A memory field of /proc/<pid>/status, in MiB (0 when unreadable).
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
