@@ -1,5 +1,7 @@
 //! Request bodies: JSON only, and never more than the configured limit in memory.
 
+use std::time::Duration;
+
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpMessage, HttpRequest, web};
 use bytes::BytesMut;
@@ -15,11 +17,53 @@ pub fn require_json(request: &HttpRequest) -> Result<(), GatewayError> {
     }
 }
 
-/// Reads the body, refusing (413) as soon as it is known to exceed `limit`:
-/// from `Content-Length` before reading, or while streaming a chunked body.
+/// How much of a body is read, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// The whole body must arrive within this: actix bounds only the
+    /// request head, so a client trickling a body (or stopping halfway)
+    /// would otherwise hold a connection and a handler forever.
+    pub timeout: Duration,
+}
+
+/// Reads the body, refusing (413) as soon as it is known to exceed the
+/// limit: from `Content-Length` before reading, or while streaming a chunked
+/// body; and (408) when it has not fully arrived within the timeout.
 pub async fn read_limited(
     request: &HttpRequest,
     mut payload: web::Payload,
+    limits: BodyLimits,
+) -> Result<BytesMut, GatewayError> {
+    let read = tokio::time::timeout(
+        limits.timeout,
+        read_body(request, &mut payload, limits.max_bytes),
+    )
+    .await
+    .unwrap_or(Err(GatewayError::RequestTimeout));
+    if read.is_err() {
+        hold_until_answered(payload);
+    }
+    read
+}
+
+/// Keeps the unread rest of a refused body alive until the answer is out.
+/// Actix decides how to end the connection when it sends the answer: with
+/// the payload still held, it closes it (after `INTAKE_CLIENT_DISCONNECT_TIMEOUT`);
+/// with the payload dropped, it would wait to drain the rest of a chunked
+/// body, which a slow or stalled client never sends, so the connection
+/// would stay open for good. The answer is sent on this same worker thread
+/// as soon as the handler returns, before this task can run to its end.
+fn hold_until_answered(payload: web::Payload) {
+    actix_web::rt::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(payload);
+    });
+}
+
+async fn read_body(
+    request: &HttpRequest,
+    payload: &mut web::Payload,
     limit: usize,
 ) -> Result<BytesMut, GatewayError> {
     let declared = request

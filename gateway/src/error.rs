@@ -19,6 +19,10 @@ pub enum GatewayError {
     PayloadTooLarge,
     #[error("the body ended before it was complete")]
     IncompleteBody,
+    #[error("the body did not arrive in time")]
+    RequestTimeout,
+    #[error("requests from this address are not accepted")]
+    SourceNotAllowed,
     #[error("{0}")]
     InvalidLtPayload(LtPayloadError),
     #[error("{0}")]
@@ -44,6 +48,8 @@ impl GatewayError {
             GatewayError::UnsupportedMediaType => "unsupported_media_type",
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::IncompleteBody => "incomplete_body",
+            GatewayError::RequestTimeout => "request_timeout",
+            GatewayError::SourceNotAllowed => "source_not_allowed",
             GatewayError::InvalidLtPayload(reason) => reason.code(),
             GatewayError::InvalidLinaPayload(reason) => reason.code(),
             GatewayError::LinaUnsupportedMediaType => "unsupported_media_type",
@@ -73,6 +79,8 @@ impl ResponseError for GatewayError {
             GatewayError::Overloaded | GatewayError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::SourceNotAllowed => StatusCode::FORBIDDEN,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -89,6 +97,12 @@ impl ResponseError for GatewayError {
             }
             GatewayError::MethodNotAllowed => {
                 response.insert_header((ALLOW, "POST"));
+            }
+            // The rest of a slow body is never read: close the connection
+            // rather than leave the client's leftover bytes to be parsed as
+            // the next request.
+            GatewayError::RequestTimeout => {
+                response.force_close();
             }
             _ => {}
         }

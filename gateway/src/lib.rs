@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod publish;
 pub mod routes;
 pub mod settings;
+pub mod source;
 pub mod spool;
 pub mod startup;
 pub mod state;

@@ -2,9 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::settings::{AmqpArgs, AmqpSettings, LogArgs, Missing, SettingsError, resolve_secret};
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::source::{SourceRules, parse_cidrs};
 
 #[derive(clap::Parser, Debug)]
 #[command(
@@ -56,6 +60,29 @@ pub struct GatewayArgs {
     /// Publishes waiting for a confirm at once; beyond it LT gets 503 with Retry-After
     #[arg(long, env = "INTAKE_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// A new connection's first request head must arrive within this (else 408 and closed);
+    /// idle connections that never send anything are closed after it too
+    #[arg(long, env = "INTAKE_REQUEST_HEAD_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub request_head_timeout: Duration,
+    /// A request's whole body must arrive within this after its head (else 408 and closed)
+    #[arg(long, env = "INTAKE_REQUEST_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_body_timeout: Duration,
+    /// How long a connection may sit idle between requests before it is closed (0: no keep-alive)
+    #[arg(long, env = "INTAKE_KEEP_ALIVE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub keep_alive: Duration,
+    /// How long a closing connection waits for the client to disconnect before it is dropped
+    #[arg(long, env = "INTAKE_CLIENT_DISCONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub client_disconnect_timeout: Duration,
+    /// Addresses LT may call from: comma-separated CIDRs (or single addresses). Unset: any
+    #[arg(long, env = "INTAKE_LT_ALLOWED_SOURCES")]
+    pub lt_allowed_sources: Option<String>,
+    /// Addresses LINA may call from: comma-separated CIDRs (or single addresses). Unset: any
+    #[arg(long, env = "INTAKE_LINA_ALLOWED_SOURCES")]
+    pub lina_allowed_sources: Option<String>,
+    /// Proxies (CIDRs) whose X-Forwarded-For is believed when checking the allowed sources;
+    /// from any other peer the header is ignored
+    #[arg(long, env = "INTAKE_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -73,6 +100,30 @@ pub struct GatewaySettings {
     pub lina_path_secrets: Vec<SecretString>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    pub http: HttpTimeouts,
+    pub sources: SourceRules,
+}
+
+/// How long the gateway waits for slow or idle clients.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpTimeouts {
+    pub request_head: Duration,
+    pub request_body: Duration,
+    /// Zero: no keep-alive.
+    pub keep_alive: Duration,
+    pub client_disconnect: Duration,
+}
+
+impl Default for HttpTimeouts {
+    /// The defaults of `gateway --help`.
+    fn default() -> Self {
+        HttpTimeouts {
+            request_head: Duration::from_secs(5),
+            request_body: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            client_disconnect: Duration::from_secs(1),
+        }
+    }
 }
 
 impl GatewayArgs {
@@ -103,6 +154,18 @@ impl GatewayArgs {
                 reason: "must be at least 1".into(),
             });
         }
+        let http = HttpTimeouts {
+            request_head: non_zero("INTAKE_REQUEST_HEAD_TIMEOUT", self.request_head_timeout)?,
+            request_body: non_zero("INTAKE_REQUEST_BODY_TIMEOUT", self.request_body_timeout)?,
+            keep_alive: self.keep_alive,
+            client_disconnect: self.client_disconnect_timeout,
+        };
+        let sources = SourceRules {
+            lt: cidrs("INTAKE_LT_ALLOWED_SOURCES", self.lt_allowed_sources)?,
+            lina: cidrs("INTAKE_LINA_ALLOWED_SOURCES", self.lina_allowed_sources)?,
+            trusted_proxies: cidrs("INTAKE_TRUSTED_PROXIES", self.trusted_proxies)?
+                .unwrap_or_default(),
+        };
         Ok(GatewaySettings {
             gateway_addr: self.gateway_addr,
             ops_addr: self.ops_addr,
@@ -114,8 +177,33 @@ impl GatewayArgs {
             lina_path_secrets,
             spool_dir: self.spool_dir,
             spool_max_bytes: self.spool_max_bytes,
+            http,
+            sources,
         })
     }
+}
+
+/// A zero timeout would disable actix's (head) or refuse every body: refused.
+fn non_zero(name: &'static str, timeout: Duration) -> Result<Duration, SettingsError> {
+    if timeout.is_zero() {
+        Err(SettingsError::Invalid {
+            name,
+            reason: "must be more than 0".into(),
+        })
+    } else {
+        Ok(timeout)
+    }
+}
+
+/// A CIDR list setting; unset or blank: `None`.
+fn cidrs(name: &'static str, text: Option<String>) -> Result<Option<Vec<IpNet>>, SettingsError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    parse_cidrs(name, &text).map_err(|error| SettingsError::Invalid {
+        name: error.name,
+        reason: error.to_string(),
+    })
 }
 
 fn split_tokens(tokens: &SecretString) -> Vec<SecretString> {
@@ -137,5 +225,57 @@ pub fn validate_pointer(name: &'static str, pointer: &str) -> Result<(), Setting
             name,
             reason: "a JSON pointer starts with `/`, e.g. /email".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(extra: &[&str]) -> Result<GatewaySettings, SettingsError> {
+        let base = [
+            "gateway",
+            "--amqp-url",
+            "amqp://localhost",
+            "--lt-tokens",
+            "t",
+        ];
+        GatewayArgs::try_parse_from(base.iter().chain(extra))
+            .expect("known flags")
+            .into_settings()
+    }
+
+    #[test]
+    fn an_invalid_cidr_stops_the_start_naming_its_setting() {
+        for (flag, name) in [
+            ("--lt-allowed-sources", "INTAKE_LT_ALLOWED_SOURCES"),
+            ("--lina-allowed-sources", "INTAKE_LINA_ALLOWED_SOURCES"),
+            ("--trusted-proxies", "INTAKE_TRUSTED_PROXIES"),
+        ] {
+            let error = settings(&[flag, "10.0.0.0/8,300.1.2.3/24"]).expect_err(flag);
+            let text = error.to_string();
+            assert!(
+                text.contains(name) && text.contains("300.1.2.3/24"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowlists_are_off_unless_set_and_timeouts_have_defaults() {
+        let settings = settings(&["--lina-allowed-sources", "192.0.2.0/24, 2001:db8::1"])
+            .expect("valid settings");
+        assert!(settings.sources.lt.is_none());
+        assert_eq!(settings.sources.lina.map(|nets| nets.len()), Some(2));
+        assert!(settings.sources.trusted_proxies.is_empty());
+        assert_eq!(settings.http.request_head, Duration::from_secs(5));
+        assert_eq!(settings.http.request_body, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_zero_head_or_body_timeout_is_refused() {
+        let error = settings(&["--request-body-timeout", "0s"]).expect_err("zero");
+        assert!(error.to_string().contains("INTAKE_REQUEST_BODY_TIMEOUT"));
     }
 }

@@ -16,10 +16,15 @@ use crate::metrics::{GatewayMetrics, source_of};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::body::BodyLimits;
 use crate::routes;
 use crate::settings::GatewaySettings;
 use crate::spool::{Spool, SpoolError, run_drain};
 use crate::state::{AppState, LinaState};
+
+/// Connections the kernel queues for the webhook listener before it is
+/// accepted (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// How long in-flight requests may take to finish after a shutdown request.
 const SHUTDOWN_GRACE_SECS: u64 = 10;
@@ -47,7 +52,6 @@ pub enum StartupError {
 
 impl Application {
     pub async fn build(settings: GatewaySettings) -> Result<Application, StartupError> {
-        let listener = TcpListener::bind(settings.gateway_addr)?;
         let ops_listener = TcpListener::bind(settings.ops_addr)?;
         let connector = settings.amqp.connector("gateway");
         // Connect now so the first request does not pay for it; a broker that
@@ -77,13 +81,16 @@ impl Application {
             topology: settings.amqp.topology(),
             lt_tokens: settings.lt_tokens,
             lt_email_pointer: settings.lt_email_pointer,
-            max_body_bytes: settings.max_body_bytes,
+            body: BodyLimits {
+                max_bytes: settings.max_body_bytes,
+                timeout: settings.http.request_body,
+            },
+            sources: settings.sources,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             lina,
             metrics: metrics.clone(),
         });
         let request_metrics = metrics.clone();
-        let port = listener.local_addr()?.port();
         let ops_port = ops_listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             let request_metrics = request_metrics.clone();
@@ -114,8 +121,23 @@ impl Application {
         })
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-        .listen(listener)?
-        .run();
+        // Slow and idle clients: a head that never completes gets 408 and the
+        // connection is closed; so is a connection idle past its keep-alive.
+        // (The body's deadline is the handlers', see `body::read_limited`.)
+        .client_request_timeout(settings.http.request_head)
+        .keep_alive(settings.http.keep_alive)
+        .client_disconnect_timeout(settings.http.client_disconnect)
+        // Bound here rather than from a std listener, whose backlog is 128:
+        // a burst of new connections (or a flood of idle ones) overflowed it
+        // and the kernel dropped SYNs, costing real clients a 1 s retransmit.
+        .backlog(LISTEN_BACKLOG)
+        .bind(settings.gateway_addr)?;
+        let port = server
+            .addrs()
+            .first()
+            .map(|address| address.port())
+            .unwrap_or_default();
+        let server = server.run();
         let ops_server = common::ops::serve(
             ops_listener,
             readiness(connector.clone(), spool.clone()),

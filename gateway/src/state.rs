@@ -6,7 +6,9 @@ use common::amqp::{ConfirmedPublisher, Topology};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
+use crate::body::BodyLimits;
 use crate::metrics::GatewayMetrics;
+use crate::source::SourceRules;
 use crate::spool::Spool;
 
 pub struct AppState {
@@ -14,7 +16,8 @@ pub struct AppState {
     pub topology: Topology,
     pub lt_tokens: Vec<SecretString>,
     pub lt_email_pointer: String,
-    pub max_body_bytes: usize,
+    pub body: BodyLimits,
+    pub sources: SourceRules,
     /// Bounds publishes waiting for a confirm, so a slow broker cannot make
     /// the gateway hold unbounded request bodies in memory.
     pub in_flight: Arc<Semaphore>,

@@ -117,6 +117,30 @@ mod tests {
         assert!(!contains_nul(&json!({"a": ["äö", 1, null, true]})));
     }
 
+    /// Found by the fuzz targets (fuzz/): serde_json's default float parsing
+    /// may miss the nearest f64 by one step, so a profile stored (written
+    /// back as JSON) and read again held a different number than the first
+    /// parse. With `float_roundtrip` every number parses to the nearest f64,
+    /// as Rust's own parser does, and writing and re-reading is a fixed point.
+    #[test]
+    fn numbers_parse_to_the_nearest_f64_and_survive_a_round_trip() {
+        let long = format!("{}{}", "9".repeat(17), "0".repeat(73));
+        for literal in [
+            "1e90",
+            "28888888888888888888888888888888888888888888",
+            &long,
+            "0.30000000000000004",
+            "2.2250738585072011e-308",
+        ] {
+            let body = format!(r#"{{"n":{literal}}}"#);
+            let parsed = parse(body.as_bytes()).expect("valid JSON");
+            let nearest: f64 = literal.parse().expect("a number");
+            assert_eq!(parsed["n"].as_f64(), Some(nearest), "{literal}");
+            let written = serde_json::to_vec(&parsed).expect("serialises");
+            assert_eq!(parse(&written), Ok(parsed), "{literal} round trip");
+        }
+    }
+
     #[test]
     fn parses_like_serde_json_but_refuses_duplicate_keys_at_any_depth() {
         let body = br#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"c":"\u00e4"}"#;

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use super::json::{self, JsonError, contains_nul};
 
-/// Longest `mydatashare_user_id` we accept; LT's are UUIDs, this is generous.
+/// Longest `mydatashare_user_id` we accept, in characters (as JSON Schema's
+/// `maxLength` counts, so openapi/intake.yaml can state the rule exactly); LT's
+/// are UUIDs, this is generous.
 pub const MAX_USER_ID_LEN: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +64,7 @@ pub enum LtPayloadError {
     NotAnObject,
     #[error("`mydatashare_user_id` is missing")]
     MissingUserId,
-    #[error("`mydatashare_user_id` must be a non-empty string of at most 256 bytes")]
+    #[error("`mydatashare_user_id` must be a non-blank string of at most 256 characters")]
     InvalidUserId,
     #[error("no e-mail string at the configured location")]
     MissingEmail,
@@ -122,7 +124,7 @@ pub fn parse(body: &[u8], email_pointer: &str) -> Result<LtPayload, LtPayloadErr
 }
 
 fn valid_user_id(id: &str) -> bool {
-    !id.trim().is_empty() && id.len() <= MAX_USER_ID_LEN
+    !id.trim().is_empty() && id.chars().count() <= MAX_USER_ID_LEN
 }
 
 #[cfg(test)]
@@ -184,6 +186,13 @@ mod tests {
     }
 
     #[test]
+    fn the_user_id_is_bounded_in_characters_not_bytes() {
+        let body = |id: String| format!(r#"{{"mydatashare_user_id":"{id}","email":"a@b"}}"#);
+        assert!(parse(body("ä".repeat(256)).as_bytes(), "/email").is_ok());
+        assert_eq!(code(&body("ä".repeat(257))), "invalid_user_id");
+    }
+
+    #[test]
     fn bad_bodies_get_their_reason() {
         assert_eq!(code("{"), "invalid_json");
         assert_eq!(code("[]"), "not_an_object");
@@ -194,6 +203,10 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"mydatashare_user_id":5,"email":"a@b"}"#),
+            "invalid_user_id"
+        );
+        assert_eq!(
+            code(r#"{"mydatashare_user_id":" \t","email":"a@b"}"#),
             "invalid_user_id"
         );
         assert_eq!(code(r#"{"mydatashare_user_id":"u"}"#), "missing_email");

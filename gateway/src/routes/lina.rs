@@ -11,6 +11,7 @@ use crate::auth::check_path_secret;
 use crate::body::{read_limited, require_json};
 use crate::error::GatewayError;
 use crate::publish::publish_or_spool;
+use crate::source::check_source;
 use crate::spool::{SpoolRecord, Target};
 use crate::state::AppState;
 
@@ -21,8 +22,15 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
     let lina = state.lina.as_ref().ok_or(GatewayError::NotFound)?;
+    // Before the secret: a refused source gets 403 whatever the path says,
+    // so it cannot tell a valid secret from an invalid one.
+    check_source(
+        &request,
+        state.sources.lina.as_deref(),
+        &state.sources.trusted_proxies,
+    )?;
     check_path_secret(&secret, &lina.path_secrets)?;
-    let body = read_limited(&request, payload, state.max_body_bytes).await?;
+    let body = read_limited(&request, payload, state.body).await?;
     let refusal = match require_json(&request) {
         Ok(()) => lina::parse(&body)
             .err()

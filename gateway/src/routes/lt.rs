@@ -8,6 +8,7 @@ use crate::auth::check_bearer;
 use crate::body::{read_limited, require_json};
 use crate::error::GatewayError;
 use crate::publish::publish_envelope;
+use crate::source::check_source;
 use crate::state::AppState;
 
 pub async fn receive(
@@ -15,9 +16,14 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
+    check_source(
+        &request,
+        state.sources.lt.as_deref(),
+        &state.sources.trusted_proxies,
+    )?;
     check_bearer(&request, &state.lt_tokens)?;
     require_json(&request)?;
-    let body = read_limited(&request, payload, state.max_body_bytes).await?;
+    let body = read_limited(&request, payload, state.body).await?;
     let parsed = lt::parse(&body, &state.lt_email_pointer).map_err(|reason| {
         tracing::info!(message = "LT payload refused.", reason = reason.code());
         GatewayError::InvalidLtPayload(reason)

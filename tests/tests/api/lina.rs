@@ -1,6 +1,7 @@
 //! LINA's personalData webhook: the URL secret, validation with quarantine,
 //! consent and withdrawal applied under the same ordering and erasure rules
-//! as LT, unknown stores dead-lettered until registered.
+//! as LT, unknown stores dead-lettered until registered. Invalid calls and
+//! their quarantine: `bad_input.rs`.
 
 use std::time::Duration;
 
@@ -42,43 +43,6 @@ async fn a_wrong_or_missing_secret_gets_a_plain_404_and_nothing_is_published() {
     }
     assert_eq!(app.depth(WorkQueue::Lina).await, 0);
     assert_eq!(quarantined(&app).await, 0);
-}
-
-#[tokio::test]
-async fn invalid_calls_get_400_with_their_reason_and_are_kept_in_the_quarantine() {
-    let app = spawn_app_with(gateway_only()).await;
-    let cases = [
-        ("not json", "invalid_json"),
-        ("[1]", "not_an_object"),
-        (
-            r#"{"webhook":"store-1","userUuid":"c6425258-a870-498d-8173-6c2341c934e0"}"#,
-            "invalid_webhook",
-        ),
-        (
-            r#"{"webhook":"48138367-3eba-4772-b2bf-6bbd11840efb","userUuid":42}"#,
-            "invalid_user_uuid",
-        ),
-        (
-            r#"{"delete":"yes","webhook":"48138367-3eba-4772-b2bf-6bbd11840efb","userUuid":"c6425258-a870-498d-8173-6c2341c934e0"}"#,
-            "invalid_delete",
-        ),
-    ];
-    for (body, reason) in cases {
-        let response = app.post_lina(body).await;
-        assert_eq!(response.status(), 400, "body {body}");
-        let answer: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(answer["error"], reason, "body {body}");
-    }
-    assert_eq!(quarantined(&app).await, cases.len() as u32);
-    assert_eq!(
-        app.depth(WorkQueue::Lina).await,
-        0,
-        "nothing invalid reaches the worker"
-    );
-    let listing = app.dlq(&["list", "--queue", "quarantine"]).await.unwrap();
-    for (_, reason) in cases {
-        assert!(listing.contains(reason), "{listing}");
-    }
 }
 
 #[tokio::test]
