@@ -1,0 +1,46 @@
+//! A LINA body as the gateway sees it: arbitrary bytes into `lina::parse`,
+//! `lina::looks_like_withdrawal` and `lina::webhook_of`, the three calls the
+//! route makes. Beyond "never panics": for an accepted body the two cheap
+//! helpers (which decide the event kind and the tenant) agree with the full
+//! parse, and the body survives the trip to the worker.
+#![no_main]
+
+use common::senders::json::contains_nul;
+use common::senders::lina::{self, LinaPayload};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|body: &[u8]| {
+    let parsed = lina::parse(body);
+    // Called for every body, refused ones included (they are quarantined).
+    let withdrawal = lina::looks_like_withdrawal(body);
+    let webhook = lina::webhook_of(body);
+    if let Ok(payload) = parsed {
+        assert_eq!(
+            withdrawal,
+            payload.is_withdrawal(),
+            "the kind matches the parse"
+        );
+        assert_eq!(
+            webhook,
+            Some(payload.webhook()),
+            "the tenant matches the parse"
+        );
+        check_accepted(body, &payload);
+    }
+});
+
+fn check_accepted(body: &[u8], payload: &LinaPayload) {
+    let plain: Value = serde_json::from_slice(body).expect("accepted bodies are JSON");
+    assert!(!contains_nul(&plain), "no NUL reaches PostgreSQL");
+    // Any form `Uuid::parse_str` takes (braces, URN, upper case) names the same person.
+    let named = |field: &str| plain[field].as_str().and_then(|text| text.parse().ok());
+    assert_eq!(named("userUuid"), Some(payload.user()));
+    assert_eq!(named("webhook"), Some(payload.webhook()));
+    if let LinaPayload::Consent(consent) = payload {
+        assert_eq!(plain, consent.data, "kept as serde_json reads it");
+    }
+    // The worker parses the stored body again and must see the same call.
+    let stored = serde_json::to_vec(&plain).expect("a Value serialises");
+    assert_eq!(lina::parse(&stored).as_ref(), Ok(payload));
+}
