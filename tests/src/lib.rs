@@ -7,6 +7,7 @@
 pub mod app;
 pub mod binaries;
 pub mod broker;
+pub mod chaos;
 pub mod database;
 pub mod logs;
 pub mod poll;

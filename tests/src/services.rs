@@ -48,6 +48,8 @@ impl BrokerOutage {
         }
         self.ended = true;
         rabbitmqctl(&["start_app"]);
+        // The port opens before every part of the node has started.
+        rabbitmqctl(&["await_startup", "--timeout", "60"]);
         for _ in 0..600 {
             if broker_port_open() {
                 return;

@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker_restart;
+mod chaos;
 mod spool;
