@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use common::amqp::{Topology, WorkQueue};
 use common::settings::AmqpSettings;
-use gateway::settings::GatewaySettings;
+use gateway::settings::{GatewaySettings, HttpTimeouts};
+use gateway::source::SourceRules;
 use gateway::startup::Application;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
@@ -44,6 +45,10 @@ pub struct TestOptions {
     /// `None`: e-mails are written as .eml files to `TestApp::mail_dir`.
     pub smtp_url: Option<String>,
     pub templates_dir: Option<std::path::PathBuf>,
+    /// The gateway's slow- and idle-client timeouts (its production defaults).
+    pub http_timeouts: HttpTimeouts,
+    /// Source allowlists and trusted proxies (default: any source).
+    pub sources: SourceRules,
 }
 
 impl Default for TestOptions {
@@ -62,6 +67,8 @@ impl Default for TestOptions {
             spool_max_bytes: 64 * 1024 * 1024,
             smtp_url: None,
             templates_dir: None,
+            http_timeouts: HttpTimeouts::default(),
+            sources: SourceRules::default(),
         }
     }
 }
@@ -147,6 +154,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             .collect(),
         spool_dir: spool_dir.clone(),
         spool_max_bytes: options.spool_max_bytes,
+        http: options.http_timeouts,
+        sources: options.sources.clone(),
     };
     let application = Application::build(gateway_settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
@@ -285,14 +294,7 @@ impl TestApp {
 
     /// Segment files waiting in the spool.
     pub fn spool_segments(&self) -> usize {
-        std::fs::read_dir(&self.spool_dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|entry| entry.file_name().to_string_lossy().starts_with("segment-"))
-                    .count()
-            })
-            .unwrap_or(0)
+        spool_segments_in(&self.spool_dir)
     }
 
     /// POSTs `body` to the LT endpoint the way LT does.
@@ -304,6 +306,22 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// POSTs `body` to the LT endpoint as LT does: resent after a 503 (the
+    /// broker not reachable yet, e.g. just after a fault test restarted it)
+    /// until the gateway answers something else, for at most 10 s.
+    pub async fn post_lt_until_accepted(&self, body: &str) -> reqwest::Response {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = self.post_lt(body).await;
+            if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
+                || std::time::Instant::now() > deadline
+            {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn queue(&self, queue: WorkQueue) -> String {
@@ -393,6 +411,17 @@ impl TestApp {
             .await
     }
 
+    /// The causes in the erasure log, oldest first.
+    pub async fn erasure_causes(&self) -> Vec<String> {
+        self.db
+            .query("SELECT cause FROM erasure_log ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+
     /// Stored applications.
     pub async fn application_count(&self) -> i64 {
         self.db
@@ -447,4 +476,16 @@ impl Drop for TestApp {
         });
         let _ = cleanup.join();
     }
+}
+
+/// Segment files waiting in a spool directory (0 when it does not exist).
+pub fn spool_segments_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_name().to_string_lossy().starts_with("segment-"))
+                .count()
+        })
+        .unwrap_or(0)
 }

@@ -218,13 +218,6 @@ async fn removing_a_store_asks_first_and_then_erases_its_employees() {
     assert_eq!(app.employee(STORE, MIRCO).await, None);
     let dump = app.dump().await;
     assert!(!dump.contains("mirco.till@example.de") && !dump.contains("Mirco"));
-    let causes: Vec<String> = app
-        .db
-        .query("SELECT cause FROM erasure_log", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let causes = app.erasure_causes().await;
     assert_eq!(causes, vec!["store_removed".to_owned()]);
 }

@@ -1,6 +1,8 @@
 //! End-to-end tests against real RabbitMQ and PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
+mod bad_input;
+mod chaos_checker;
 mod dead_letters;
 mod deploy_files;
 mod email;
@@ -10,7 +12,9 @@ mod lina_admin;
 mod lt_gateway;
 mod lt_worker;
 mod metrics;
+mod openapi;
 mod ordering;
 mod run_command;
 mod shutdown;
+mod source_allowlist;
 mod subjects;

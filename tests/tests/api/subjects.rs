@@ -97,14 +97,7 @@ async fn retention_erases_what_is_older_than_the_setting_and_nothing_newer() {
     assert_eq!(app.application("old-1").await, None);
     assert!(app.application("new-1").await.is_some(), "newer data stays");
     assert_eq!(context.stats.retention_erasures(), 1);
-    let causes: Vec<String> = app
-        .db
-        .query("SELECT cause FROM erasure_log", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let causes = app.erasure_causes().await;
     assert_eq!(causes, vec!["retention".to_owned()]);
 }
 

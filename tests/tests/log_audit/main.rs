@@ -81,7 +81,8 @@ async fn produce_logs() {
         "lt/revoked.json",
         "lt/new-en-minimal.json",
     ] {
-        assert_eq!(app.post_lt(&example(path)).await.status(), 200);
+        let response = app.post_lt_until_accepted(&example(path)).await;
+        assert_eq!(response.status(), 200);
     }
     app.post_lt(r#"{"mydatashare_user_id":"x","email":"refused@example.fi","pad":"\u0000"}"#)
         .await;
