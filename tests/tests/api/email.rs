@@ -360,3 +360,75 @@ async fn the_sweeper_sends_what_a_crash_left_unpublished() {
     );
     assert!(message.body_text(0).unwrap().contains("Hej Lisa,"));
 }
+
+#[tokio::test]
+async fn a_chunk_of_jobs_sends_each_once_fails_only_the_refused_and_waits_for_a_held_row() {
+    let port = smtp::free_port();
+    let app = with_smtp(port).await;
+    let people = ["chunk-1", "chunk-2", "chunk-3", "held-1", "refused-1"];
+    for user in people {
+        let address = match user {
+            "refused-1" => "refused@example.fi".to_owned(),
+            _ => format!("{user}@example.fi"),
+        };
+        let body = serde_json::json!({"mydatashare_user_id": user, "email": address});
+        assert_eq!(app.post_lt(&body.to_string()).await.status(), 200);
+    }
+    // Every first try fails (no server yet); the retries come a second later.
+    let stats = stats(&app);
+    until("every job is retried", &stats, |stats| {
+        stats.events_retried() >= 5
+    })
+    .await;
+    let mut holder = intake_tests::database::connect(&app.db_url).await;
+    let holding = holder.transaction().await.unwrap();
+    holding
+        .execute(
+            "SELECT 1 FROM email_outbox WHERE recipient = 'held-1@example.fi' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    let server = smtp::start(port, &["refused@example.fi"]);
+
+    let mut sent: Vec<String> = received(&server, 3)
+        .await
+        .into_iter()
+        .flat_map(|mail| mail.to)
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "chunk-1@example.fi",
+            "chunk-2@example.fi",
+            "chunk-3@example.fi"
+        ],
+        "the free rows went out while one was held"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.received().len(), 3, "nothing for the held row yet");
+
+    holding.rollback().await.unwrap();
+    let last = received(&server, 4).await.remove(3);
+    assert_eq!(last.to, vec!["held-1@example.fi".to_owned()]);
+    app.wait_for_dead_letters(WorkQueue::Email, 1).await;
+    let statuses: Vec<String> = outbox_rows(&app)
+        .await
+        .into_iter()
+        .map(|row| row.0)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|status| *status == "sent").count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| *status == "failed").count(),
+        1,
+        "{statuses:?}"
+    );
+    // Longer than a sweep: nothing goes out twice.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(server.received().len(), 4);
+}

@@ -17,55 +17,93 @@ pub struct OutboxRow {
     pub status: String,
 }
 
-/// The row, locked for the sending transaction; `None` when it is gone
-/// (the application was withdrawn).
+const ROW_COLUMNS: &str = "id, subject_key, language, recipient, first_name, status";
+
+/// The row, locked for the sending transaction (waiting for whoever holds
+/// it); `None` when it is gone (the application was withdrawn).
 pub async fn lock(transaction: &Transaction<'_>, id: Uuid) -> Result<Option<OutboxRow>, JobError> {
     let select = transaction
-        .prepare_cached(
-            "SELECT subject_key, language, recipient, first_name, status
-             FROM email_outbox WHERE id = $1 FOR UPDATE",
-        )
+        .prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM email_outbox WHERE id = $1 FOR UPDATE"
+        ))
         .await?;
     let row = transaction.query_opt(&select, &[&id]).await?;
-    Ok(row.map(|row| OutboxRow {
-        id,
-        subject: SubjectKey::from_bytes(row.get::<_, &[u8]>(0)),
-        language: row.get(1),
-        recipient: row.get(2),
-        first_name: row.get(3),
-        status: row.get(4),
-    }))
+    Ok(row.as_ref().map(outbox_row))
+}
+
+/// The rows of `ids` that no other transaction holds, locked for the
+/// sending transaction. Rows held elsewhere (an erasure, another sender)
+/// or gone are not returned: never waiting while holding several rows is
+/// what keeps a sender out of deadlocks.
+pub async fn lock_unheld(
+    transaction: &Transaction<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<OutboxRow>, JobError> {
+    let select = transaction
+        .prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM email_outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED"
+        ))
+        .await?;
+    let rows = transaction.query(&select, &[&ids]).await?;
+    Ok(rows.iter().map(outbox_row).collect())
+}
+
+fn outbox_row(row: &tokio_postgres::Row) -> OutboxRow {
+    OutboxRow {
+        id: row.get(0),
+        subject: SubjectKey::from_bytes(row.get::<_, &[u8]>(1)),
+        language: row.get(2),
+        recipient: row.get(3),
+        first_name: row.get(4),
+        status: row.get(5),
+    }
 }
 
 /// Sent: the address and name are no longer needed, so they go.
-pub async fn mark_sent(transaction: &Transaction<'_>, id: Uuid) -> Result<(), JobError> {
+pub async fn mark_sent(transaction: &Transaction<'_>, ids: &[Uuid]) -> Result<(), JobError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let update = transaction
         .prepare_cached(
             "UPDATE email_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,
                  recipient = NULL, first_name = NULL, last_error = NULL
-             WHERE id = $1",
+             WHERE id = ANY($1)",
         )
         .await?;
-    transaction.execute(&update, &[&id]).await?;
+    transaction.execute(&update, &[&ids]).await?;
     Ok(())
 }
 
-/// A permanent failure (`failed`) or a try that will be retried (`pending`).
-pub async fn note_failure(
+/// A try that failed: permanently (the row becomes `failed`) or to be
+/// retried (it stays `pending`).
+pub struct Failure {
+    pub id: Uuid,
+    pub permanent: bool,
+    pub reason: &'static str,
+}
+
+/// Notes failed tries, counting the attempt and keeping the reason.
+pub async fn note_failures(
     transaction: &Transaction<'_>,
-    id: Uuid,
-    permanent: bool,
-    reason: &str,
+    failures: &[Failure],
 ) -> Result<(), JobError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = failures.iter().map(|failure| failure.id).collect();
+    let reasons: Vec<&str> = failures.iter().map(|failure| failure.reason).collect();
+    let permanent: Vec<bool> = failures.iter().map(|failure| failure.permanent).collect();
     let update = transaction
         .prepare_cached(
-            "UPDATE email_outbox SET attempts = attempts + 1, last_error = $2,
-                 status = CASE WHEN $3 THEN 'failed' ELSE status END
-             WHERE id = $1",
+            "UPDATE email_outbox AS o SET attempts = o.attempts + 1, last_error = f.reason,
+                 status = CASE WHEN f.permanent THEN 'failed' ELSE o.status END
+             FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS f(id, reason, permanent)
+             WHERE o.id = f.id",
         )
         .await?;
     transaction
-        .execute(&update, &[&id, &reason, &permanent])
+        .execute(&update, &[&ids, &reasons, &permanent])
         .await?;
     Ok(())
 }
