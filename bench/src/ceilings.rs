@@ -23,8 +23,9 @@ pub struct CeilingArgs {
     /// Publishes waiting for a confirm at once (as the HTTP load's connections)
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
-    /// Database connections doing upserts at once
-    #[arg(long, default_value_t = 4)]
+    /// Database connections doing upserts at once (the worker's default
+    /// concurrency: `INTAKE_CONSUMERS`, 8)
+    #[arg(long, default_value_t = 8)]
     pub connections: usize,
 }
 

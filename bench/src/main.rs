@@ -28,6 +28,8 @@ enum Bench {
     Email(email::EmailArgs),
     /// Everything: ceilings, the gateway under HTTP load, end to end, memory; a Markdown table
     All(AllArgs),
+    /// The two ceilings alone: (a) confirmed publishes, (b) single-row upserts
+    Ceilings(ceilings::CeilingArgs),
     /// End to end only: events through the gateway and the workers
     E2e(e2e::E2eArgs),
     /// The gateway under twice its in-flight bound for a minute: answers and memory
@@ -48,6 +50,11 @@ async fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::Email(args) => email::run(args).await,
         Bench::All(args) => all(args).await,
+        Bench::Ceilings(args) => {
+            let (publishes, upserts) = measure_ceilings(&args).await?;
+            println!("(a) {publishes:.0} confirmed publishes/s, (b) {upserts:.0} upserts/s");
+            Ok(())
+        }
         Bench::Overload(args) => overload::run(&args).await,
         Bench::E2e(args) => {
             let result = e2e::run(&args).await?;
@@ -57,23 +64,29 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn all(args: AllArgs) -> anyhow::Result<()> {
-    let duration = args.ceilings.duration;
-    let in_flight = args.ceilings.in_flight;
+/// Ceiling (a) then ceiling (b), in a scratch database of their own.
+async fn measure_ceilings(args: &ceilings::CeilingArgs) -> anyhow::Result<(f64, f64)> {
+    let (duration, in_flight) = (args.duration, args.in_flight);
     eprintln!("ceiling (a): confirmed publishes, {in_flight} in flight, {duration:?}");
     let publishes = ceilings::publish_ceiling(duration, in_flight).await?;
     eprintln!(
         "ceiling (b): single-row upserts, {} connections",
-        args.ceilings.connections
+        args.connections
     );
     let scratch = format!(
         "intake_t_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     let scratch_url = intake_tests::database::create(&scratch).await;
-    let upserts =
-        ceilings::upsert_ceiling(&scratch_url, duration, args.ceilings.connections).await?;
+    let upserts = ceilings::upsert_ceiling(&scratch_url, duration, args.connections).await?;
     intake_tests::database::drop(&scratch).await;
+    Ok((publishes, upserts))
+}
+
+async fn all(args: AllArgs) -> anyhow::Result<()> {
+    let duration = args.ceilings.duration;
+    let in_flight = args.ceilings.in_flight;
+    let (publishes, upserts) = measure_ceilings(&args.ceilings).await?;
 
     eprintln!("gateway: HTTP load, {in_flight} connections, {duration:?}");
     let system = system::System::start(0).await?;
