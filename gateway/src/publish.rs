@@ -2,13 +2,11 @@
 //! 503 (LT resends); for LINA, which never resends, a failure of any kind
 //! puts the event in the spool instead.
 
-use std::sync::Arc;
-
 use common::Envelope;
 
 use crate::error::GatewayError;
-use crate::spool::{Spool, SpoolError, SpoolRecord};
-use crate::state::AppState;
+use crate::spool::{SpoolError, SpoolRecord};
+use crate::state::{AppState, LinaState};
 
 /// Publishes `envelope` and returns once the broker confirmed it.
 pub async fn publish_envelope(state: &AppState, envelope: &Envelope) -> Result<(), GatewayError> {
@@ -45,18 +43,24 @@ pub enum Stored {
     Spooled,
 }
 
-/// Publishes `record`, confirmed; on any other outcome (no connection,
-/// timeout, nack, return, the in-flight bound full) appends it to the spool.
-/// `Err` only when the spool cannot take it either.
+/// Publishes `record`, confirmed within `INTAKE_LINA_SPOOL_AFTER`; on any
+/// other outcome (no connection, timeout, nack, return, the in-flight bound
+/// full) appends it to the spool. `Err` only when the spool cannot take it
+/// either. A publish confirmed after its deadline means the event is also in
+/// the spool: the worker drops the second copy as a duplicate (same id).
 pub async fn publish_or_spool(
     state: &AppState,
-    spool: &Arc<Spool>,
+    lina: &LinaState,
     record: SpoolRecord,
 ) -> Result<Stored, GatewayError> {
+    let spool = &lina.spool;
     let failure = match state.in_flight.try_acquire() {
         Ok(_permit) => {
             let started = std::time::Instant::now();
-            match record.publish(&state.publisher, &state.topology).await {
+            match record
+                .publish(&state.publisher, &state.topology, lina.spool_after)
+                .await
+            {
                 Ok(()) => {
                     state.metrics.confirmed(started.elapsed());
                     state

@@ -51,6 +51,10 @@ pub struct GatewayArgs {
         default_value = "/var/lib/intake/spool"
     )]
     pub spool_dir: PathBuf,
+    /// How long a LINA call waits for the broker's confirm before it is spooled instead
+    /// (at most INTAKE_PUBLISH_TIMEOUT; LINA is answered 200 either way)
+    #[arg(long, env = "INTAKE_LINA_SPOOL_AFTER", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub lina_spool_after: Duration,
     /// Most bytes the spool may hold; beyond it LINA calls get 503 (and are lost: LINA never resends)
     #[arg(long, env = "INTAKE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub spool_max_bytes: u64,
@@ -100,6 +104,7 @@ pub struct GatewaySettings {
     pub lina_path_secrets: Vec<SecretString>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    pub lina_spool_after: Duration,
     pub http: HttpTimeouts,
     pub sources: SourceRules,
 }
@@ -166,10 +171,13 @@ impl GatewayArgs {
             trusted_proxies: cidrs("INTAKE_TRUSTED_PROXIES", self.trusted_proxies)?
                 .unwrap_or_default(),
         };
+        let amqp = amqp.ok_or_else(|| SettingsError::Missing(vec!["INTAKE_AMQP_URL".into()]))?;
+        let lina_spool_after =
+            non_zero("INTAKE_LINA_SPOOL_AFTER", self.lina_spool_after)?.min(amqp.publish_timeout);
         Ok(GatewaySettings {
             gateway_addr: self.gateway_addr,
             ops_addr: self.ops_addr,
-            amqp: amqp.ok_or_else(|| SettingsError::Missing(vec!["INTAKE_AMQP_URL".into()]))?,
+            amqp,
             lt_tokens,
             lt_email_pointer: self.lt_email_pointer,
             max_body_bytes: self.max_body_bytes,
@@ -177,6 +185,7 @@ impl GatewayArgs {
             lina_path_secrets,
             spool_dir: self.spool_dir,
             spool_max_bytes: self.spool_max_bytes,
+            lina_spool_after,
             http,
             sources,
         })

@@ -73,6 +73,7 @@ impl Application {
         let lina = spool.clone().map(|spool| LinaState {
             path_secrets: settings.lina_path_secrets.clone(),
             spool,
+            spool_after: settings.lina_spool_after,
         });
         let topology = settings.amqp.topology();
         let metrics = Arc::new(GatewayMetrics::new()?);

@@ -1,6 +1,7 @@
 //! What every request handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::amqp::{ConfirmedPublisher, Topology};
 use secrecy::SecretString;
@@ -30,4 +31,7 @@ pub struct LinaState {
     pub path_secrets: Vec<SecretString>,
     /// Where LINA calls go when the broker cannot confirm them.
     pub spool: Arc<Spool>,
+    /// How long a LINA call waits for the broker's confirm before it is
+    /// spooled instead.
+    pub spool_after: Duration,
 }

@@ -42,6 +42,10 @@ pub struct TestOptions {
     /// The spool directory; `None`: a fresh one, removed with the app.
     pub spool_dir: Option<std::path::PathBuf>,
     pub spool_max_bytes: u64,
+    pub lina_spool_after: Duration,
+    /// The gateway's broker URL, when it must differ from the worker's (a
+    /// relay in between); `None`: the test broker.
+    pub gateway_amqp_url: Option<String>,
     /// `None`: e-mails are written as .eml files to `TestApp::mail_dir`.
     pub smtp_url: Option<String>,
     pub templates_dir: Option<std::path::PathBuf>,
@@ -65,6 +69,8 @@ impl Default for TestOptions {
             lina_secrets: vec![LINA_SECRET.into()],
             spool_dir: None,
             spool_max_bytes: 64 * 1024 * 1024,
+            lina_spool_after: Duration::from_secs(1),
+            gateway_amqp_url: None,
             smtp_url: None,
             templates_dir: None,
             http_timeouts: HttpTimeouts::default(),
@@ -135,10 +141,19 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .spool_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("intake-spool-{unique}")));
+    let gateway_amqp = AmqpSettings {
+        url: SecretString::from(
+            options
+                .gateway_amqp_url
+                .clone()
+                .unwrap_or_else(crate::amqp_url),
+        ),
+        ..amqp.clone()
+    };
     let gateway_settings = GatewaySettings {
         gateway_addr: "127.0.0.1:0".parse().unwrap(),
         ops_addr: "127.0.0.1:0".parse().unwrap(),
-        amqp: amqp.clone(),
+        amqp: gateway_amqp,
         lt_tokens: options
             .lt_tokens
             .iter()
@@ -154,6 +169,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             .collect(),
         spool_dir: spool_dir.clone(),
         spool_max_bytes: options.spool_max_bytes,
+        lina_spool_after: options.lina_spool_after,
         http: options.http_timeouts,
         sources: options.sources.clone(),
     };

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod poll;
 pub mod services;
 pub mod smtp;
+pub mod stall;
 
 pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
 pub use poll::{eventually, until};

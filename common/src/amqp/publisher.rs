@@ -53,6 +53,11 @@ impl ConfirmedPublisher {
         }
     }
 
+    /// How long `publish` waits for the broker's confirm.
+    pub fn confirm_timeout(&self) -> Duration {
+        self.confirm_timeout
+    }
+
     pub fn connector(&self) -> &Arc<AmqpConnector> {
         &self.connector
     }
@@ -66,13 +71,33 @@ impl ConfirmedPublisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
+        self.publish_within(
+            self.confirm_timeout,
+            exchange,
+            routing_key,
+            body,
+            properties,
+        )
+        .await
+    }
+
+    /// `publish`, giving up after `deadline` (connecting included) instead of
+    /// the confirm timeout: for a caller with somewhere else to put the event.
+    pub async fn publish_within(
+        &self,
+        deadline: Duration,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
         if self.connector.is_blocked() {
             return Err(PublishError::Blocked);
         }
         let attempt = self.publish_and_confirm(exchange, routing_key, body, properties);
-        match tokio::time::timeout(self.confirm_timeout, attempt).await {
+        match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
+            Err(_) => Err(PublishError::Timeout(deadline)),
         }
     }
 

@@ -54,7 +54,7 @@ pub async fn receive(
         },
         reason: refusal.as_ref().map(|refusal| refusal.code().to_owned()),
     };
-    let stored = publish_or_spool(&state, &lina.spool, record).await?;
+    let stored = publish_or_spool(&state, lina, record).await?;
     if let Some(refusal) = refusal {
         tracing::info!(message = "LINA call refused and quarantined.", event_id = %id, reason = refusal.code());
         return Err(refusal);

@@ -70,7 +70,10 @@ async fn drain_once(
         let records = tokio::task::spawn_blocking(move || reader.read(sequence)).await??;
         let done = confirmed.get(&sequence).copied().unwrap_or(0);
         for (index, record) in records.iter().enumerate().skip(done) {
-            if let Err(error) = record.publish(publisher, topology).await {
+            if let Err(error) = record
+                .publish(publisher, topology, publisher.confirm_timeout())
+                .await
+            {
                 confirmed.insert(sequence, index);
                 return Err(error.into());
             }

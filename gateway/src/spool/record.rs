@@ -3,6 +3,8 @@
 //! The checksum makes a torn write (a crash before the fsync, so before the
 //! 200) recognisable instead of replaying garbage.
 
+use std::time::Duration;
+
 use chrono::{TimeZone, Utc};
 use common::amqp::{ConfirmedPublisher, PublishError, Topology};
 use common::dead_letter;
@@ -49,6 +51,7 @@ impl SpoolRecord {
         &self,
         publisher: &ConfirmedPublisher,
         topology: &Topology,
+        deadline: Duration,
     ) -> Result<(), PublishError> {
         let envelope = &self.envelope;
         let work_queue = topology.work_queue(envelope.kind.work_queue());
@@ -67,7 +70,7 @@ impl SpoolRecord {
             }
         };
         publisher
-            .publish("", &queue, &envelope.body, properties)
+            .publish_within(deadline, "", &queue, &envelope.body, properties)
             .await
     }
 

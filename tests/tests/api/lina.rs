@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::amqp::WorkQueue;
 use common::{Envelope, EventKind};
+use intake_tests::stall::StallingRelay;
 use intake_tests::{
     TestOptions, broker, eventually, example, personal_strings, spawn_app, spawn_app_with, until,
 };
@@ -243,4 +244,53 @@ async fn a_consent_and_a_withdrawal_applied_by_two_workers_at_once_never_leave_p
     let left = app.count("SELECT count(*) FROM lina_employee").await;
     assert_eq!(left, 0, "every withdrawal (the newer event) wins");
     second.stop().await;
+}
+
+#[tokio::test]
+async fn a_lina_call_the_broker_never_confirms_is_spooled_after_the_deadline_and_applied_once() {
+    let relay = StallingRelay::to_broker().await;
+    let app = spawn_app_with(TestOptions {
+        gateway_amqp_url: Some(relay.amqp_url()),
+        lina_spool_after: Duration::from_millis(300),
+        ..TestOptions::default()
+    })
+    .await;
+    app.add_store(STORE).await;
+    assert_eq!(
+        app.post_lina(&example("lina/consent.json")).await.status(),
+        200
+    );
+    eventually(
+        "the first consent is stored",
+        Duration::from_secs(10),
+        || app.employee(STORE, MIRCO),
+    )
+    .await;
+
+    // The broker's end hangs: the publish is never confirmed.
+    relay.stall();
+    let started = std::time::Instant::now();
+    let response = app.post_lina(&example("lina/consent-umlaut.json")).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 200);
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "answered after {waited:?}: the spool deadline, not the 5 s publish timeout"
+    );
+    assert_eq!(app.spool_segments(), 1, "the call waits in the spool");
+
+    // The connection dies; the gateway reconnects and drains its spool.
+    relay.cut();
+    eventually(
+        "the spooled consent is stored",
+        Duration::from_secs(15),
+        || app.employee(STORE, JURGEN),
+    )
+    .await;
+    let stats = app.worker.as_ref().unwrap().stats.clone();
+    until("both events settled", &stats, |stats| {
+        stats.events_applied() + stats.events_duplicate() >= 2
+    })
+    .await;
+    assert_eq!(stats.events_applied(), 2, "each consent applied once");
 }
