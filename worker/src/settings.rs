@@ -68,9 +68,9 @@ pub struct WorkerArgs {
     /// instead of the receive time when present; unset: receive time (LT documents none)
     #[arg(long, env = "INTAKE_LT_EVENT_TIME_POINTER", global = true)]
     pub lt_event_time_pointer: Option<String>,
-    /// Database connections per worker process. Unset: one per consumer of each sender
-    /// queue, one per e-mail sent at once, and 8 for the rest (background publishing,
-    /// sweeper, retention), so e-mails never keep a batch waiting for a connection
+    /// Database connections per worker process. Unset: 2 × consumers + e-mail concurrency + 8,
+    /// room for every consumer's batch, the background noting of published e-mail jobs,
+    /// the e-mail sender, the sweeper and retention, so no batch waits for a connection
     #[arg(long, env = "INTAKE_DATABASE_POOL_SIZE", global = true)]
     pub database_pool_size: Option<usize>,
     /// How often pending e-mails whose job was never published are looked for
