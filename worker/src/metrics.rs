@@ -38,6 +38,7 @@ pub struct WorkerStats {
     erasures: IntCounterVec,
     batches: IntCounter,
     batch_size: Histogram,
+    batch_seconds: HistogramVec,
     queue_messages: IntGaugeVec,
     queue_consumers: IntGaugeVec,
     retention_erasures: IntCounterVec,
@@ -87,6 +88,14 @@ impl WorkerStats {
                 HistogramOpts::new("intake_worker_batch_size", "Deliveries per applied batch.")
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
             )?,
+            batch_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "intake_worker_batch_seconds",
+                    "Time to process a batch, from applying (or sending) to its ack, by queue.",
+                )
+                .buckets(common::metrics::latency_buckets()),
+                &["queue"],
+            )?,
             queue_messages: IntGaugeVec::new(
                 Opts::new(
                     "intake_queue_messages",
@@ -135,6 +144,9 @@ impl WorkerStats {
         stats
             .registry
             .register(Box::new(stats.batch_size.clone()))?;
+        stats
+            .registry
+            .register(Box::new(stats.batch_seconds.clone()))?;
         stats
             .registry
             .register(Box::new(stats.queue_messages.clone()))?;
@@ -220,6 +232,13 @@ impl WorkerStats {
     pub fn batch(&self, size: usize) {
         self.batches.inc();
         self.batch_size.observe(size as f64);
+    }
+
+    /// A batch of `queue` processed, settled and acked in `took`.
+    pub fn batch_took(&self, queue: &str, took: std::time::Duration) {
+        self.batch_seconds
+            .with_label_values(&[queue])
+            .observe(took.as_secs_f64());
     }
 
     /// The metrics as text, with every queue's depth and consumers read now.

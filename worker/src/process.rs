@@ -36,6 +36,7 @@ pub async fn process_batch(
     queue: WorkQueue,
     deliveries: &[Delivery],
 ) -> Result<(), SettleError> {
+    let started = std::time::Instant::now();
     let envelopes: Vec<_> = deliveries
         .iter()
         .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
@@ -67,6 +68,7 @@ pub async fn process_batch(
             Err(_) => return Err(SettleError::AckTimeout),
         }
     }
+    context.stats.batch_took(queue.as_str(), started.elapsed());
     Ok(())
 }
 

@@ -140,6 +140,10 @@ async fn the_counters_move_by_exactly_the_events_sent_and_dead_letters_are_count
             r#"intake_event_age_seconds_count{kind="lt.application"}"#
         ) >= 2.0
     );
+    for queue in ["lt", "lina", "email"] {
+        let batches = format!(r#"intake_worker_batch_seconds_count{{queue="{queue}"}}"#);
+        assert!(sample(&worker, &batches) >= 1.0, "{batches}");
+    }
 
     let gateway = scrape(&app, &app.gateway_ops).await;
     let expected = [
