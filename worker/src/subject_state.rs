@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use common::Source;
 use common::db::Transaction;
 use common::subject::{BodyHash, SubjectKey};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::error::JobError;
@@ -99,19 +100,16 @@ pub async fn lock(
              ON CONFLICT (subject_key) DO NOTHING",
         )
         .await?;
-    let select = transaction
-        .prepare_cached(
-            "SELECT subject_key, newest_event_at, newest_event_id, recent_body_hashes,
+    // Planned at each execution, like `Statement::planned_each_time`.
+    let select = "SELECT subject_key, newest_event_at, newest_event_id, recent_body_hashes,
                     erased_at IS NOT NULL
              FROM subject_state WHERE subject_key = ANY($1)
-             ORDER BY subject_key FOR UPDATE",
-        )
-        .await?;
+             ORDER BY subject_key FOR UPDATE";
     // Both at once (pipelined: `try_join` sends the insert first), so the
     // select still runs after the insert.
     let (_, rows) = futures_util::future::try_join(
         transaction.execute(&insert, &[&keys, &sources]),
-        transaction.query(&select, &[&keys]),
+        transaction.query_typed(select, &[(&keys, Type::BYTEA_ARRAY)]),
     )
     .await?;
     let mut states = States::with_capacity(subjects.len());
@@ -202,6 +200,13 @@ pub fn save_statement<'a>(states: &[(&'a SubjectKey, &SubjectState)]) -> Stateme
             Box::new(erased),
         ],
     )
+    .planned_each_time(&[
+        Type::BYTEA_ARRAY,
+        Type::TIMESTAMPTZ_ARRAY,
+        Type::UUID_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::BOOL_ARRAY,
+    ])
 }
 
 const SAVE: &str = "

@@ -3,6 +3,7 @@
 use common::db::{DbPool, Transaction};
 use common::subject::SubjectKey;
 use std::time::Duration;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::error::JobError;
@@ -39,12 +40,12 @@ pub async fn lock_unheld(
     transaction: &Transaction<'_>,
     ids: &[Uuid],
 ) -> Result<Vec<OutboxRow>, JobError> {
-    let select = transaction
-        .prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM email_outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED"
-        ))
+    // Planned at each execution, like `pipeline::Statement::planned_each_time`.
+    let select =
+        format!("SELECT {ROW_COLUMNS} FROM email_outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED");
+    let rows = transaction
+        .query_typed(&select, &[(&ids, Type::UUID_ARRAY)])
         .await?;
-    let rows = transaction.query(&select, &[&ids]).await?;
     Ok(rows.iter().map(outbox_row).collect())
 }
 
@@ -142,16 +143,17 @@ pub async fn mark_enqueued(pool: &DbPool, ids: &[Uuid]) -> Result<(), JobError> 
     }
     let client = pool.get().await?;
     client
-        .execute(
+        .execute_typed(
             // Rows another transaction holds (being sent, or claimed by the
             // sweeper) are skipped rather than waited for: waiting on rows
             // locked in another order could deadlock, and those rows are
-            // seen to by whoever holds them.
+            // seen to by whoever holds them. Planned at each execution, like
+            // `pipeline::Statement::planned_each_time`.
             "UPDATE email_outbox SET enqueued_at = now()
              WHERE id IN (
                  SELECT id FROM email_outbox WHERE id = ANY($1)
                  ORDER BY id FOR UPDATE SKIP LOCKED)",
-            &[&ids],
+            &[(&ids, Type::UUID_ARRAY)],
         )
         .await?;
     Ok(())
