@@ -65,14 +65,15 @@ pub async fn mark_sent(transaction: &Transaction<'_>, ids: &[Uuid]) -> Result<()
     if ids.is_empty() {
         return Ok(());
     }
-    let update = transaction
-        .prepare_cached(
+    // Planned at each execution, like `pipeline::Statement::planned_each_time`.
+    transaction
+        .execute_typed(
             "UPDATE email_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,
                  recipient = NULL, first_name = NULL, last_error = NULL
              WHERE id = ANY($1)",
+            &[(&ids, Type::UUID_ARRAY)],
         )
         .await?;
-    transaction.execute(&update, &[&ids]).await?;
     Ok(())
 }
 
@@ -95,16 +96,19 @@ pub async fn note_failures(
     let ids: Vec<Uuid> = failures.iter().map(|failure| failure.id).collect();
     let reasons: Vec<&str> = failures.iter().map(|failure| failure.reason).collect();
     let permanent: Vec<bool> = failures.iter().map(|failure| failure.permanent).collect();
-    let update = transaction
-        .prepare_cached(
+    // Planned at each execution, like `pipeline::Statement::planned_each_time`.
+    transaction
+        .execute_typed(
             "UPDATE email_outbox AS o SET attempts = o.attempts + 1, last_error = f.reason,
                  status = CASE WHEN f.permanent THEN 'failed' ELSE o.status END
              FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS f(id, reason, permanent)
              WHERE o.id = f.id",
+            &[
+                (&ids, Type::UUID_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+                (&permanent, Type::BOOL_ARRAY),
+            ],
         )
-        .await?;
-    transaction
-        .execute(&update, &[&ids, &reasons, &permanent])
         .await?;
     Ok(())
 }
