@@ -340,6 +340,21 @@ impl TestApp {
         }
     }
 
+    /// GETs `path` (`/healthz`, `/readyz`, `/metrics`) from the gateway's
+    /// ops listener.
+    pub async fn gateway_ops_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.gateway_ops))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The gateway's Prometheus metrics, as text.
+    pub async fn gateway_metrics(&self) -> String {
+        self.gateway_ops_get("/metrics").await.text().await.unwrap()
+    }
+
     pub fn queue(&self, queue: WorkQueue) -> String {
         self.topology.work_queue(queue)
     }

@@ -358,12 +358,7 @@ async fn still_serving(app: &TestApp) {
         app.post_lina(&example("lina/consent.json")).await.status(),
         200
     );
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.gateway_ops))
-        .send()
-        .await
-        .unwrap();
+    let health = app.gateway_ops_get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 

@@ -68,22 +68,9 @@ async fn the_scheme_is_case_insensitive_and_every_rotated_token_works() {
 #[tokio::test]
 async fn health_and_readiness_are_served_on_the_ops_listener() {
     let app = spawn_app_with(gateway_only()).await;
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.gateway_ops))
-        .send()
-        .await
-        .unwrap();
+    let health = app.gateway_ops_get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = app
-        .http
-        .get(format!("{}/readyz", app.gateway_ops))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.gateway_ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["checks"]["broker"], true);
     // The webhook listener does not serve them.

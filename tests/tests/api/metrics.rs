@@ -145,7 +145,7 @@ async fn the_counters_move_by_exactly_the_events_sent_and_dead_letters_are_count
         assert!(sample(&worker, &batches) >= 1.0, "{batches}");
     }
 
-    let gateway = scrape(&app, &app.gateway_ops).await;
+    let gateway = app.gateway_metrics().await;
     let expected = [
         (
             r#"intake_http_requests_total{source="lt",status="200"}"#,

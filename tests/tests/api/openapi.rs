@@ -181,15 +181,7 @@ fn schemathesis() -> PathBuf {
 
 /// `intake_http_requests_total` of the gateway, as (source, status) → count.
 async fn requests_by_status(app: &intake_tests::TestApp) -> BTreeMap<(String, String), u64> {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.gateway_ops))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.gateway_metrics().await;
     text.lines()
         .filter_map(|line| line.strip_prefix("intake_http_requests_total{"))
         .map(|line| {

@@ -59,17 +59,6 @@ fn accepted() -> (u16, String) {
     (200, String::new())
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.http
-        .get(format!("{}/metrics", app.gateway_ops))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_allowed_source_is_served_and_a_refused_one_gets_403_whatever_the_secret() {
     let app = gateway(SourceRules {
@@ -92,7 +81,7 @@ async fn an_allowed_source_is_served_and_a_refused_one_gets_403_whatever_the_sec
     assert_eq!(app.depth(WorkQueue::Lt).await, 1);
     assert_eq!(app.depth(WorkQueue::Lina).await, 0);
     assert_eq!(broker::depth(&app.topology.quarantine_queue()).await, 0);
-    let metrics = metrics(&app).await;
+    let metrics = app.gateway_metrics().await;
     assert!(
         metrics.contains(r#"intake_http_requests_total{source="lina",status="403"} 3"#),
         "{metrics}"

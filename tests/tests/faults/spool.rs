@@ -47,12 +47,7 @@ async fn lina_calls_are_spooled_while_the_broker_is_down_and_applied_in_order_on
         latencies.push(started.elapsed());
     }
     assert!(app.spool_segments() >= 1, "the calls wait on disk");
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.gateway_ops))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.gateway_ops_get("/readyz").await;
     assert_eq!(
         ready.status(),
         200,
@@ -106,12 +101,7 @@ async fn a_full_spool_refuses_lina_with_503_and_the_gateway_says_it_is_not_ready
     assert_eq!(response.status(), 503);
     let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!(answer["error"], "spool_full");
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.gateway_ops))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.gateway_ops_get("/readyz").await;
     assert_eq!(
         ready.status(),
         503,
