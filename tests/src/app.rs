@@ -53,6 +53,10 @@ pub struct TestOptions {
     pub http_timeouts: HttpTimeouts,
     /// Source allowlists and trusted proxies (default: any source).
     pub sources: SourceRules,
+    /// `INTAKE_LT_RESEND_WINDOW` of the test workers.
+    pub lt_resend_window: Duration,
+    /// `INTAKE_ERASURE_CLOCK_MARGIN` of the test workers and admin commands.
+    pub erasure_clock_margin: Duration,
 }
 
 impl Default for TestOptions {
@@ -75,6 +79,8 @@ impl Default for TestOptions {
             templates_dir: None,
             http_timeouts: HttpTimeouts::default(),
             sources: SourceRules::default(),
+            lt_resend_window: Duration::from_secs(3600),
+            erasure_clock_margin: Duration::from_secs(2),
         }
     }
 }
@@ -217,6 +223,8 @@ impl TestApp {
             consumers: 1,
             lt_email_pointer: "/email".into(),
             lt_event_time_pointer: None,
+            lt_resend_window: self.options.lt_resend_window,
+            erasure_clock_margin: self.options.erasure_clock_margin,
             subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),
             database_pool_size: 12,
             outbox_sweep_interval: Duration::from_secs(1),

@@ -6,8 +6,6 @@
 //! one bad event is set aside without undoing the others (the common case
 //! pays neither savepoints nor a round trip per statement).
 
-use std::collections::HashSet;
-
 use common::Envelope;
 use common::envelope::EnvelopeError;
 use common::subject::SubjectKey;
@@ -15,8 +13,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::context::WorkerContext;
+use crate::erasure::Erased;
 use crate::error::JobError;
-use crate::jobs::{self, Outcome, Planned, Prepared, lina_consent};
+use crate::jobs::stores::Stores;
+use crate::jobs::{self, Outcome, Planned, Prepared};
 use crate::pipeline::{self, Statement, Yields};
 use crate::subject_state::{self, States};
 
@@ -111,7 +111,7 @@ async fn apply_pipelined(
         Err(error) => return Err(error),
     };
     let mut followups = Followups::default();
-    follow_up(context, &statements, &rows, &mut followups);
+    follow_up(context, &statements, &rows, &mut followups)?;
     transaction.commit().await?;
     Ok(Some(Applied { results, followups }))
 }
@@ -144,7 +144,7 @@ async fn apply_one_by_one(
         match pipeline::send_all(&savepoint, &statements).await {
             Ok(rows) => {
                 savepoint.commit().await?;
-                follow_up(context, &statements, &rows, &mut followups);
+                follow_up(context, &statements, &rows, &mut followups)?;
                 if let Some(state) = planned.state {
                     states.insert(subject, state);
                 }
@@ -162,12 +162,13 @@ async fn apply_one_by_one(
     Ok(Applied { results, followups })
 }
 
-/// Locks and reads every subject of the batch and finds which of its LINA
-/// stores are registered: one round trip (both pipelined).
+/// Looks up the batch's LINA stores (locking them against a removal) and
+/// locks and reads every subject of the batch: one round trip (pipelined,
+/// stores first, the order a store's removal locks in too).
 async fn lock_batch(
     transaction: &common::db::Transaction<'_>,
     prepared: &[PreparedEvent<'_>],
-) -> Result<(States, HashSet<Uuid>), JobError> {
+) -> Result<(States, Stores), JobError> {
     let events = || prepared.iter().flatten().map(|(_, event)| event);
     let subjects: Vec<_> = events()
         .map(|event| (event.subject, event.source))
@@ -178,11 +179,12 @@ async fn lock_batch(
         .collect();
     stores.sort();
     stores.dedup();
-    futures_util::future::try_join(
+    let (stores, states) = futures_util::future::try_join(
+        Stores::lookup(transaction, &stores),
         subject_state::lock(transaction, &subjects),
-        lina_consent::registered_stores(transaction, &stores),
     )
-    .await
+    .await?;
+    Ok((states, stores))
 }
 
 /// Plans one prepared event against its subject's state.
@@ -190,7 +192,7 @@ fn plan<'a>(
     context: &WorkerContext,
     item: &'a PreparedEvent<'a>,
     states: &States,
-    stores: &HashSet<Uuid>,
+    stores: &Stores,
 ) -> Result<(SubjectKey, Planned<'a>), JobError> {
     let (envelope, event) = item.as_ref().map_err(Clone::clone)?;
     // The batch locked every subject it holds: a missing state is a bug,
@@ -205,23 +207,24 @@ fn plan<'a>(
 }
 
 /// What the statements' answers ask for: e-mail jobs to publish after the
-/// commit, `.eml` copies of erased subjects to delete before it.
+/// commit, `.eml` copies of erased subjects to delete before it (see
+/// `Erased::note`).
 fn follow_up(
     context: &WorkerContext,
     statements: &[&Statement<'_>],
     rows: &[Vec<Row>],
     followups: &mut Followups,
-) {
+) -> Result<(), JobError> {
+    let mut erased = Erased::default();
     for (statement, rows) in statements.iter().zip(rows) {
         match statement.yields {
-            Yields::Nothing => {}
-            Yields::Acknowledgement => followups
-                .emails
-                .extend(rows.iter().map(|row| row.get::<_, Uuid>(0))),
-            Yields::ErasedOutbox => {
-                let ids: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
-                context.email.mailer.remove_copies(&ids);
+            Yields::Acknowledgement => {
+                for row in rows {
+                    followups.emails.push(row.try_get(0)?);
+                }
             }
+            yields => erased.note(yields, rows, &context.email.mailer),
         }
     }
+    Ok(())
 }

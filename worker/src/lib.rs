@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod context;
 pub mod dlq;
 pub mod email;
+pub mod erasure;
 pub mod error;
 pub mod jobs;
 pub mod lina;

@@ -35,6 +35,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Lina { command } => {
+            let mail = cli
+                .args
+                .mail
+                .clone()
+                .into_settings()
+                .unwrap_or_else(|error| exit_with(error));
+            let erasure_clock_margin = cli.args.erasure_clock_margin;
             let (database_url, key) = cli
                 .args
                 .database_and_key()
@@ -42,9 +49,12 @@ async fn main() -> anyhow::Result<()> {
             let pool = common::db::pool(&database_url, 2)?;
             common::db::run_migrations(&pool).await?;
             let hasher = common::subject::SubjectHasher::new(key);
+            let mailer = intake_worker::email::Mailer::new(&mail)?;
             let context = intake_worker::lina::LinaContext {
                 pool: &pool,
                 hasher: &hasher,
+                mailer: &mailer,
+                erasure_clock_margin,
                 answers: &mut std::io::stdin().lock(),
                 out: &mut std::io::stdout(),
             };
@@ -60,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
                 .clone()
                 .into_settings()
                 .unwrap_or_else(|error| exit_with(error));
+            let erasure_clock_margin = cli.args.erasure_clock_margin;
             let (database_url, key) = cli
                 .args
                 .database_and_key()
@@ -73,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 &pool,
                 &hasher,
                 &mailer,
+                erasure_clock_margin,
                 &mut std::io::stdout(),
             )
             .await

@@ -27,6 +27,8 @@ pub enum Yields {
     Acknowledgement,
     /// The outbox rows of an erased subject (their `.eml` copies go too).
     ErasedOutbox,
+    /// A row per personal row an erasure deleted.
+    ErasedRows,
 }
 
 pub struct Statement<'a> {

@@ -18,10 +18,17 @@ use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::dlq::{self, DlqError, Filter, ParkingQueue};
-use crate::subject::{Subject, SubjectError, erase};
+use common::subject::SubjectKey;
+
+use crate::erasure::{self, Cause, Person};
+use crate::subject::SubjectError;
 
 /// Most subjects one round erases (the next round takes the rest).
 const ROUND: i64 = 1000;
+
+/// Subjects erased in one transaction (their state rows stay locked until
+/// its commit, so batches touching them wait that long at most).
+const ERASURES_PER_TRANSACTION: usize = 100;
 
 pub async fn run_retention(context: Arc<WorkerContext>, shutdown: CancellationToken) {
     let interval = context.settings.retention_interval;
@@ -49,7 +56,7 @@ pub async fn erase_expired(
 ) -> Result<usize, SubjectError> {
     let seconds = retention.as_secs_f64();
     let client = context.pool.get().await?;
-    let mut expired: Vec<Subject> = client
+    let mut expired: Vec<Person> = client
         .query(
             "SELECT mydatashare_user_id FROM lt_application
              WHERE updated_at < now() - make_interval(secs => $1) LIMIT $2",
@@ -57,7 +64,7 @@ pub async fn erase_expired(
         )
         .await?
         .iter()
-        .map(|row| Subject::Lt {
+        .map(|row| Person::Lt {
             user_id: row.get(0),
         })
         .collect();
@@ -70,22 +77,31 @@ pub async fn erase_expired(
             )
             .await?
             .iter()
-            .map(|row| Subject::Lina {
+            .map(|row| Person::Lina {
                 webhook: row.get::<_, Uuid>(0),
                 user: row.get::<_, Uuid>(1),
             }),
     );
     drop(client);
-    for subject in &expired {
-        erase(
-            &context.pool,
-            &context.hasher,
+    for chunk in expired.chunks(ERASURES_PER_TRANSACTION) {
+        let people: Vec<(Person, SubjectKey)> = chunk
+            .iter()
+            .map(|person| (person.clone(), person.key(&context.hasher)))
+            .collect();
+        let mut client = context.pool.get().await?;
+        let transaction = client.transaction().await?;
+        erasure::erase_now(
+            &transaction,
+            &people,
+            Cause::Retention,
+            context.settings.erasure_clock_margin,
             &context.email.mailer,
-            subject,
-            "retention",
         )
         .await?;
-        context.stats.retention_erasure(subject.source().as_str());
+        transaction.commit().await?;
+        for person in chunk {
+            context.stats.retention_erasure(person.source().as_str());
+        }
     }
     if !expired.is_empty() {
         tracing::info!(

@@ -68,6 +68,14 @@ pub struct WorkerArgs {
     /// instead of the receive time when present; unset: receive time (LT documents none)
     #[arg(long, env = "INTAKE_LT_EVENT_TIME_POINTER", global = true)]
     pub lt_event_time_pointer: Option<String>,
+    /// An LT body equal to one received for the same person within this long is LT resending
+    /// it (a counted no-op); outside it, an equal body is a new event (a change back)
+    #[arg(long, env = "INTAKE_LT_RESEND_WINDOW", default_value = "1h", value_parser = humantime::parse_duration, global = true)]
+    pub lt_resend_window: Duration,
+    /// An erasure on request or a store's removal is ordered this long after the database's
+    /// clock, so events a gateway with a clock this far ahead received before it are stale too
+    #[arg(long, env = "INTAKE_ERASURE_CLOCK_MARGIN", default_value = "2s", value_parser = humantime::parse_duration, global = true)]
+    pub erasure_clock_margin: Duration,
     /// Database connections per worker process. Unset: 2 × consumers + e-mail concurrency + 8,
     /// room for every consumer's batch, the background noting of published e-mail jobs,
     /// the e-mail sender, the sweeper and retention, so no batch waits for a connection
@@ -103,6 +111,8 @@ pub struct WorkerSettings {
     pub consumers: usize,
     pub lt_email_pointer: String,
     pub lt_event_time_pointer: Option<String>,
+    pub lt_resend_window: Duration,
+    pub erasure_clock_margin: Duration,
     pub subject_hash_key: SecretString,
     pub database_pool_size: usize,
     pub outbox_sweep_interval: Duration,
@@ -193,6 +203,8 @@ impl WorkerArgs {
             consumers,
             lt_email_pointer: self.lt_email_pointer,
             lt_event_time_pointer: self.lt_event_time_pointer,
+            lt_resend_window: self.lt_resend_window,
+            erasure_clock_margin: self.erasure_clock_margin,
             subject_hash_key,
             outbox_sweep_interval: self.outbox_sweep_interval,
             retention: self.retention,

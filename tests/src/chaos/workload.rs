@@ -1,8 +1,10 @@
 //! The mixed workload of a chaos scenario: hundreds of subjects, each with a
 //! script of events (LT applications, updates, revocations and
 //! re-applications; LINA consents and withdrawals). Every body is distinct,
-//! so the final state names the event it came from, and no event is taken
-//! for an LT resend of another.
+//! so the final state names the event it came from, except LT's resends:
+//! a copy of an earlier body of the same subject (LT sending a message
+//! again; a change back; the old application after a revocation). Within
+//! the resend window (the whole run) the rules make each a counted no-op.
 
 use serde_json::{Value, json};
 
@@ -16,6 +18,8 @@ pub enum Sender {
 pub struct Event {
     /// A revocation (LT) or withdrawal (LINA).
     pub erasure: bool,
+    /// A copy of an earlier event's body (LT): dropped as a resend.
+    pub resend: bool,
     pub body: String,
 }
 
@@ -117,29 +121,42 @@ impl SplitMix {
 
 const LANGUAGES: [&str; 3] = ["fi", "sv", "en"];
 
-/// New, updates, revocations and re-applications (some of them as
-/// `updated` for someone we no longer have, which creates the row too).
+/// New, updates, revocations, re-applications (`new`, as LT sends them
+/// after a revocation; a first event is sometimes an `updated` for someone
+/// we never had, which creates the row too) and resends of earlier bodies.
 fn lt_subject(run: &str, n: usize, length: usize, random: &mut SplitMix) -> Subject {
     let user = format!("chaos-{run}-lt-{n:04}");
     let email = format!("lt{n:04}.{run}@example.fi");
     let mut present = false;
-    let mut events = Vec::with_capacity(length);
+    let mut events: Vec<Event> = Vec::with_capacity(length);
     for seq in 0..length {
         let roll = random.percent();
+        let earlier: Vec<&Event> = events.iter().filter(|event| !event.erasure).collect();
+        if !earlier.is_empty() && roll >= 88 {
+            let copy = earlier[random.next() as usize % earlier.len()].body.clone();
+            events.push(Event {
+                erasure: false,
+                resend: true,
+                body: copy,
+            });
+            continue;
+        }
         let event = if present && roll < 35 {
             Event {
                 erasure: true,
+                resend: false,
                 body: json!({"mydatashare_user_id": user, "status": "revoked"}).to_string(),
             }
         } else {
             let status = match (present, roll) {
-                (false, roll) if seq > 0 && roll < 20 => "updated",
+                (false, roll) if seq == 0 && roll < 20 => "updated",
                 (false, _) => "new",
                 (true, roll) if roll > 90 => "new",
                 (true, _) => "updated",
             };
             Event {
                 erasure: false,
+                resend: false,
                 body: json!({
                     "mydatashare_user_id": user,
                     "status": status,
@@ -175,11 +192,13 @@ fn lina_subject(run: &str, store: &str, n: usize, length: usize, random: &mut Sp
         let event = if present && random.percent() < 40 {
             Event {
                 erasure: true,
+                resend: false,
                 body: json!({"delete": true, "webhook": store, "userUuid": user}).to_string(),
             }
         } else {
             Event {
                 erasure: false,
+                resend: false,
                 body: json!({
                     "webhook": store,
                     "userUuid": user,

@@ -151,10 +151,13 @@ async fn run(
 ) -> Result<String, LinaError> {
     let pool = app.pool();
     let hasher = app.hasher();
+    let mailer = worker::email::Mailer::new(&app.mail_settings()).unwrap();
     let mut out = Vec::new();
     let context = LinaContext {
         pool: &pool,
         hasher: &hasher,
+        mailer: &mailer,
+        erasure_clock_margin: app.options.erasure_clock_margin,
         answers: &mut Cursor::new(answers.as_bytes().to_vec()),
         out: &mut out,
     };

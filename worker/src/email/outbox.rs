@@ -7,7 +7,6 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::error::JobError;
-use crate::pipeline::{self, Statement, Yields};
 
 pub struct OutboxRow {
     pub id: Uuid,
@@ -111,33 +110,6 @@ pub async fn note_failures(
         )
         .await?;
     Ok(())
-}
-
-/// An erasure: the person's unsent rows go; sent rows keep no address
-/// already. Returns every row id of theirs (their `.eml` copies go too).
-pub async fn erase_for(
-    transaction: &Transaction<'_>,
-    subject: &SubjectKey,
-) -> Result<Vec<Uuid>, JobError> {
-    let [select, delete] = erase_statements(subject);
-    let rows = pipeline::send_all(transaction, &[&select, &delete]).await?;
-    Ok(rows[0].iter().map(|row| row.get(0)).collect())
-}
-
-/// `erase_for` as statements of a batch: the first one's rows are the ids
-/// (it locks them, so a send in progress finishes first).
-pub fn erase_statements(subject: &SubjectKey) -> [Statement<'_>; 2] {
-    [
-        Statement::new(
-            "SELECT id FROM email_outbox WHERE subject_key = $1 FOR UPDATE",
-            vec![Box::new(subject.as_bytes())],
-        )
-        .yielding(Yields::ErasedOutbox),
-        Statement::new(
-            "DELETE FROM email_outbox WHERE subject_key = $1 AND status <> 'sent'",
-            vec![Box::new(subject.as_bytes())],
-        ),
-    ]
 }
 
 /// Notes that these rows' jobs were published.

@@ -1,11 +1,7 @@
 //! A LINA consent: upsert the employee's master data for that store.
 
-use std::collections::HashSet;
-
 use common::Envelope;
-use common::db::Transaction;
 use common::senders::lina::LinaConsent;
-use uuid::Uuid;
 
 use crate::error::JobError;
 use crate::pipeline::Statement;
@@ -38,23 +34,8 @@ pub fn statement<'a>(envelope: &Envelope, consent: &'a LinaConsent) -> Statement
     )
 }
 
-/// Which of `webhooks` are registered stores. Events for a store we never
-/// registered are not applied blindly: they are dead-lettered, so
-/// registering the store and replaying recovers them.
-pub async fn registered_stores(
-    transaction: &Transaction<'_>,
-    webhooks: &[Uuid],
-) -> Result<HashSet<Uuid>, JobError> {
-    if webhooks.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let statement = transaction
-        .prepare_cached("SELECT uuid FROM lina_webhook WHERE uuid = ANY($1)")
-        .await?;
-    let rows = transaction.query(&statement, &[&webhooks]).await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
-}
-
+/// An event naming a store we never registered is not applied blindly:
+/// it is dead-lettered, so registering the store and replaying recovers it.
 pub fn unknown_webhook() -> JobError {
     JobError::permanent(
         "unknown_webhook",

@@ -6,25 +6,24 @@
 //! are dropped and counted, everything else is applied and recorded.
 
 pub mod lina_consent;
-mod lina_withdrawal;
 mod lt_application;
-mod lt_revocation;
-
-use std::collections::HashSet;
+pub mod stores;
 
 use chrono::{DateTime, Utc};
 use common::senders::lina::{self, LinaConsent, LinaPayload};
 use common::senders::lt::{self, LtPayload};
-use common::subject::{BodyHash, SubjectKey};
+use common::subject::SubjectKey;
 use common::{Envelope, EventKind, Source};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::context::WorkerContext;
+use crate::erasure::{self, Cause, Person, When};
 use crate::error::JobError;
 use crate::pipeline::Statement;
-use crate::subject_state::{self, OrderKey, SubjectState, Verdict};
+use crate::subject_state::{Effect, Event, OrderKey, SubjectState, Verdict};
 use lt_application::ApplicationRow;
+use stores::Stores;
 
 /// What applying an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +65,15 @@ pub enum Job {
 }
 
 impl Job {
-    fn is_erasure(&self) -> bool {
-        matches!(self, Job::LtRevocation(_) | Job::LinaWithdrawal { .. })
+    /// What the event does to its subject, for the ordering rules.
+    fn effect(&self) -> Effect {
+        match self {
+            Job::LtApplication(payload) if payload.status == lt::LtStatus::Updated => {
+                Effect::Update
+            }
+            Job::LtApplication(_) | Job::LinaConsent(_) => Effect::Create,
+            Job::LtRevocation(_) | Job::LinaWithdrawal { .. } => Effect::Erase,
+        }
     }
 
     /// The LINA store (webhook) the event concerns.
@@ -80,17 +86,11 @@ impl Job {
         }
     }
 
-    /// Only LT resends: for LINA a body seen before is a new event (the same
-    /// consent given again after a withdrawal).
-    fn recognises_resends(&self) -> bool {
-        matches!(self, Job::LtApplication(_))
-    }
-
     /// Why an erasure happened, for the erasure log.
-    fn erasure_cause(&self) -> &'static str {
-        match self {
-            Job::LinaWithdrawal { .. } => "withdrawal",
-            _ => "revocation",
+    fn erasure_cause(&self) -> Cause {
+        match self.store() {
+            Some(_) => Cause::Withdrawal,
+            None => Cause::Revocation,
         }
     }
 }
@@ -100,19 +100,23 @@ impl Job {
 pub struct Prepared {
     pub subject: SubjectKey,
     pub source: Source,
-    pub order: OrderKey,
-    pub body_hash: BodyHash,
+    /// Whom the event concerns (whose row an erasure deletes).
+    pub person: Person,
+    /// The event as the ordering rules see it.
+    pub event: Event,
     pub job: Job,
 }
 
 /// Parses an event once: what to do, to whom, and where it stands in order.
 pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared, JobError> {
     let settings = &context.settings;
-    let (job, body, subject, event_time) = match envelope.kind {
+    let (job, body, person, event_time) = match envelope.kind {
         EventKind::LtApplication | EventKind::LtRevocation => {
             let payload = lt::parse(&envelope.body, &settings.lt_email_pointer)
                 .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
-            let subject = context.hasher.lt(&payload.user_id);
+            let person = Person::Lt {
+                user_id: payload.user_id.clone(),
+            };
             let event_time =
                 sender_time(&payload.profile, settings.lt_event_time_pointer.as_deref());
             let body = context.hasher.body(&payload.profile);
@@ -122,14 +126,15 @@ pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared,
             } else {
                 Job::LtApplication(payload)
             };
-            (job, body, subject, event_time)
+            (job, body, person, event_time)
         }
         EventKind::LinaConsent | EventKind::LinaWithdrawal => {
             let payload = lina::parse(&envelope.body)
                 .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
-            let subject = context
-                .hasher
-                .lina(&payload.webhook().to_string(), &payload.user().to_string());
+            let person = Person::Lina {
+                webhook: payload.webhook(),
+                user: payload.user(),
+            };
             let body = match &payload {
                 LinaPayload::Consent(consent) => context.hasher.body(&consent.data),
                 LinaPayload::Withdrawal { .. } => context.hasher.body(&Value::Null),
@@ -138,7 +143,7 @@ pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared,
                 LinaPayload::Consent(consent) => Job::LinaConsent(consent),
                 LinaPayload::Withdrawal { webhook, user } => Job::LinaWithdrawal { webhook, user },
             };
-            (job, body, subject, None)
+            (job, body, person, None)
         }
         EventKind::EmailAcknowledgement => {
             return Err(JobError::permanent(
@@ -147,16 +152,30 @@ pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared,
             ));
         }
     };
-    Ok(Prepared {
-        subject,
-        source: envelope.kind.source(),
+    let event = Event {
         order: OrderKey {
-            at: event_time.unwrap_or(envelope.received_at),
+            at: event_time_clamped(event_time, envelope.received_at),
             id: envelope.id,
         },
-        body_hash: body,
+        received_at: envelope.received_at,
+        body,
+        effect: job.effect(),
+        sender_resends: envelope.kind.source() == Source::Lt,
+    };
+    Ok(Prepared {
+        subject: person.key(&context.hasher),
+        source: envelope.kind.source(),
+        person,
+        event,
         job,
     })
+}
+
+/// The sender's event time, never later than the gateway received the
+/// event: a sender clock ahead must not make an event outrank a later
+/// erasure.
+fn event_time_clamped(sender: Option<DateTime<Utc>>, received_at: DateTime<Utc>) -> DateTime<Utc> {
+    sender.map_or(received_at, |sender| sender.min(received_at))
 }
 
 /// The sender's own event time, where configured and present (RFC 3339).
@@ -230,7 +249,7 @@ impl Planned<'_> {
 }
 
 /// Decides what an event does, from its subject's locked `state` and the
-/// registered LINA `stores`, without touching the database: the batch then
+/// batch's LINA `stores`, without touching the database: the batch then
 /// sends every event's statements at once (see `pipeline`). An `Err` is
 /// this event's alone (it is set aside, the others go on).
 pub fn plan<'a>(
@@ -238,54 +257,61 @@ pub fn plan<'a>(
     envelope: &'a Envelope,
     prepared: &'a Prepared,
     state: &SubjectState,
-    stores: &HashSet<Uuid>,
+    stores: &Stores,
 ) -> Result<Planned<'a>, JobError> {
-    if let Some(store) = prepared.job.store()
-        && !stores.contains(store)
-    {
-        return Err(lina_consent::unknown_webhook());
+    let event = &prepared.event;
+    if let Some(store) = prepared.job.store() {
+        if stores.removed_after(store, &event.order) {
+            return Ok(Planned::dropped(Outcome::Stale));
+        }
+        if !stores.is_registered(store) {
+            return Err(lina_consent::unknown_webhook());
+        }
     }
-    let is_erasure = prepared.job.is_erasure();
-    match state.judge(
-        prepared.order,
-        &prepared.body_hash,
-        prepared.job.recognises_resends(),
-    ) {
+    match state.judge(event, context.settings.lt_resend_window) {
         Verdict::Apply => {}
         Verdict::Duplicate => return Ok(Planned::dropped(Outcome::Duplicate)),
-        Verdict::Stale => return Ok(Planned::dropped(Outcome::Stale)),
-    }
-    let mut writes = match &prepared.job {
-        Job::LtApplication(payload) => vec![Write::Application(lt_application::row(
-            context, envelope, prepared, payload,
-        )?)],
-        Job::LtRevocation(payload) => lt_revocation::statements(prepared, payload)
-            .into_iter()
-            .map(Write::Statement)
-            .collect(),
-        Job::LinaConsent(consent) => {
-            vec![Write::Statement(lina_consent::statement(envelope, consent))]
+        // Counted as a duplicate; only the body's receipt time moves.
+        Verdict::Resend => {
+            let mut next = state.clone();
+            next.received(event);
+            return Ok(Planned {
+                outcome: Outcome::Duplicate,
+                writes: Vec::new(),
+                state: Some(next),
+            });
         }
-        Job::LinaWithdrawal { webhook, user } => {
-            vec![Write::Statement(lina_withdrawal::statement(webhook, user))]
+        Verdict::Stale | Verdict::NothingToUpdate => return Ok(Planned::dropped(Outcome::Stale)),
+    }
+    let write = match &prepared.job {
+        Job::LtApplication(payload) => {
+            Write::Application(lt_application::row(context, envelope, prepared, payload)?)
+        }
+        Job::LinaConsent(consent) => Write::Statement(lina_consent::statement(envelope, consent)),
+        Job::LtRevocation(_) | Job::LinaWithdrawal { .. } => {
+            let erasure = erasure::plan(
+                &prepared.person,
+                &prepared.subject,
+                state,
+                prepared.job.erasure_cause(),
+                When::Event(event),
+            );
+            return Ok(Planned {
+                outcome: Outcome::Erased,
+                writes: erasure
+                    .statements
+                    .into_iter()
+                    .map(Write::Statement)
+                    .collect(),
+                state: Some(erasure.tombstone),
+            });
         }
     };
     let mut next = state.clone();
-    next.applied(prepared.order, prepared.body_hash, is_erasure);
-    if is_erasure {
-        writes.push(Write::Statement(subject_state::log_erasure_statement(
-            &prepared.subject,
-            prepared.source,
-            prepared.job.erasure_cause(),
-        )));
-    }
+    next.applied(event);
     Ok(Planned {
-        outcome: if is_erasure {
-            Outcome::Erased
-        } else {
-            Outcome::Applied
-        },
-        writes,
+        outcome: Outcome::Applied,
+        writes: vec![write],
         state: Some(next),
     })
 }
@@ -303,5 +329,17 @@ mod tests {
         assert!(sender_time(&body, Some("/missing")).is_none());
         let time = sender_time(&body, Some("/shared_at")).map(|time| time.to_rfc3339());
         assert_eq!(time.as_deref(), Some("2026-11-20T08:14:03+00:00"));
+    }
+
+    #[test]
+    fn a_sender_time_ahead_of_the_receive_time_is_clamped_to_it() {
+        let received = DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
+            .map(|time| time.with_timezone(&Utc))
+            .unwrap_or_default();
+        let earlier = received - chrono::TimeDelta::seconds(30);
+        let later = received + chrono::TimeDelta::seconds(30);
+        assert_eq!(event_time_clamped(None, received), received);
+        assert_eq!(event_time_clamped(Some(earlier), received), earlier);
+        assert_eq!(event_time_clamped(Some(later), received), received);
     }
 }

@@ -9,6 +9,8 @@ use common::settings::{SettingsError, resolve_secret};
 use common::subject::SubjectHasher;
 use uuid::Uuid;
 
+use crate::email::Mailer;
+
 use super::webhooks::employee_count;
 use super::{LinaApi, LinaError, add_webhook, list_webhooks, register, remove_webhook};
 
@@ -102,6 +104,10 @@ impl LinaArgs {
 pub struct LinaContext<'a> {
     pub pool: &'a DbPool,
     pub hasher: &'a SubjectHasher,
+    /// Removing a store erases its employees (their unsent e-mails too).
+    pub mailer: &'a Mailer,
+    /// `INTAKE_ERASURE_CLOCK_MARGIN`, for a store's removal key.
+    pub erasure_clock_margin: Duration,
     /// Where a confirmation is read from (the terminal).
     pub answers: &'a mut dyn BufRead,
     pub out: &'a mut dyn Write,
@@ -111,6 +117,8 @@ pub async fn run(command: LinaCommand, context: LinaContext<'_>) -> Result<(), L
     let LinaContext {
         pool,
         hasher,
+        mailer,
+        erasure_clock_margin,
         answers,
         out,
     } = context;
@@ -155,7 +163,7 @@ pub async fn run(command: LinaCommand, context: LinaContext<'_>) -> Result<(), L
                     return Err(LinaError::NotConfirmed);
                 }
             }
-            let erased = remove_webhook(pool, hasher, uuid).await?;
+            let erased = remove_webhook(pool, hasher, mailer, uuid, erasure_clock_margin).await?;
             writeln!(out, "store {uuid} removed; {erased} employee(s) erased")?;
         }
         LinaCommand::Register { url, label, api } => {

@@ -1,13 +1,15 @@
 //! The stores table (`lina_webhook`) and what removing a store erases.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use common::Source;
 use common::db::DbPool;
-use common::subject::SubjectHasher;
+use common::subject::{SubjectHasher, SubjectKey};
 use uuid::Uuid;
 
 use super::LinaError;
-use crate::subject_state;
+use crate::email::Mailer;
+use crate::erasure::{self, Cause, Person};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Store {
@@ -66,16 +68,22 @@ pub async fn employee_count(pool: &DbPool, uuid: Uuid) -> Result<i64, LinaError>
 }
 
 /// Removes the store and erases every employee's personal data with it, in
-/// one transaction: each employee's state row becomes a tombstone with an
-/// erasure record (cause `store_removed`), exactly as a withdrawal would.
-/// Returns how many employees were erased.
+/// one transaction, through the one erasure (cause `store_removed`): each
+/// employee's state row becomes a tombstone with an erasure record, exactly
+/// as a withdrawal would. The store keeps a removal key (the erasure's
+/// "now"), so any event for it received before the removal is stale when
+/// it comes back, also after the store is added again and also for
+/// employees who had no row yet. Returns how many employees were erased.
 pub async fn remove_webhook(
     pool: &DbPool,
     hasher: &SubjectHasher,
+    mailer: &Mailer,
     uuid: Uuid,
+    erasure_clock_margin: Duration,
 ) -> Result<usize, LinaError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
+    // The store first, then its subjects: the order a batch locks them in.
     let store = transaction
         .query_opt(
             "SELECT 1 FROM lina_webhook WHERE uuid = $1 FOR UPDATE",
@@ -85,37 +93,44 @@ pub async fn remove_webhook(
     if store.is_none() {
         return Err(LinaError::UnknownStore(uuid));
     }
-    let users: Vec<Uuid> = transaction
+    let employees: Vec<(Person, SubjectKey)> = transaction
         .query(
             "SELECT user_uuid FROM lina_employee WHERE webhook = $1",
             &[&uuid],
         )
         .await?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let subjects: Vec<_> = users
-        .iter()
-        .map(|user| {
-            (
-                hasher.lina(&uuid.to_string(), &user.to_string()),
-                Source::Lina,
-            )
+        .map(|row| {
+            let person = Person::Lina {
+                webhook: uuid,
+                user: row.get(0),
+            };
+            let key = person.key(hasher);
+            (person, key)
         })
         .collect();
-    subject_state::lock(&transaction, &subjects).await?;
-    for (subject, _) in &subjects {
-        let mut state = subject_state::load(&transaction, subject).await?;
-        state.erased = true;
-        subject_state::save(&transaction, subject, &state).await?;
-        subject_state::log_erasure(&transaction, subject, Source::Lina, "store_removed").await?;
-    }
+    let (_, removal) = erasure::erase_now(
+        &transaction,
+        &employees,
+        Cause::StoreRemoved,
+        erasure_clock_margin,
+        mailer,
+    )
+    .await?;
     transaction
-        .execute("DELETE FROM lina_employee WHERE webhook = $1", &[&uuid])
+        .execute(
+            "INSERT INTO lina_store_removal (webhook, removed_event_at, removed_event_id)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (webhook) DO UPDATE SET
+                 removed_event_at = EXCLUDED.removed_event_at,
+                 removed_event_id = EXCLUDED.removed_event_id,
+                 removed_at = now()",
+            &[&uuid, &removal.at, &removal.id],
+        )
         .await?;
     transaction
         .execute("DELETE FROM lina_webhook WHERE uuid = $1", &[&uuid])
         .await?;
     transaction.commit().await?;
-    Ok(users.len())
+    Ok(employees.len())
 }

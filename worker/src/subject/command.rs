@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{Subject, SubjectError, erase, export};
 use crate::email::Mailer;
+use crate::erasure::Cause;
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum SubjectCommand {
@@ -52,6 +53,7 @@ pub async fn run(
     pool: &common::db::DbPool,
     hasher: &common::subject::SubjectHasher,
     mailer: &Mailer,
+    erasure_clock_margin: std::time::Duration,
     out: &mut dyn Write,
 ) -> Result<(), SubjectError> {
     match command {
@@ -71,7 +73,15 @@ pub async fn run(
             let Some(subject) = who.subject() else {
                 return Ok(());
             };
-            let erased = erase(pool, hasher, mailer, &subject, "request").await?;
+            let erased = erase(
+                pool,
+                hasher,
+                mailer,
+                &subject,
+                Cause::Request,
+                erasure_clock_margin,
+            )
+            .await?;
             writeln!(
                 out,
                 "erased: {} data row(s), {} unsent e-mail(s); a tombstone remains",

@@ -2,45 +2,22 @@
 //! erasure), and the same erasure for retention: `worker subject export` and
 //! `worker subject erase`.
 //!
-//! An erasure here is exactly a revocation's or withdrawal's: the person's
-//! data goes and their state row becomes a tombstone (keeping its order key
-//! and body hashes, so a later resend of an old body is still dropped), with
-//! an erasure record naming the cause.
+//! An erasure here is the one erasure every cause goes through
+//! (`crate::erasure`): the person's data goes and their state row becomes a
+//! tombstone ordered after everything received before the request, with an
+//! erasure record naming the cause.
 
 mod command;
 mod erase;
 mod export;
 
+pub use crate::erasure::Erased;
 pub use command::{SubjectCommand, Who, run};
-pub use erase::{Erased, erase};
+pub use erase::erase;
 pub use export::export;
 
-use common::Source;
-use common::subject::{SubjectHasher, SubjectKey};
-use uuid::Uuid;
-
 /// A person, as one sender knows them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Subject {
-    Lt { user_id: String },
-    Lina { webhook: Uuid, user: Uuid },
-}
-
-impl Subject {
-    pub fn key(&self, hasher: &SubjectHasher) -> SubjectKey {
-        match self {
-            Subject::Lt { user_id } => hasher.lt(user_id),
-            Subject::Lina { webhook, user } => hasher.lina(&webhook.to_string(), &user.to_string()),
-        }
-    }
-
-    pub fn source(&self) -> Source {
-        match self {
-            Subject::Lt { .. } => Source::Lt,
-            Subject::Lina { .. } => Source::Lina,
-        }
-    }
-}
+pub use crate::erasure::Person as Subject;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubjectError {

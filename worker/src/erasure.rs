@@ -1,0 +1,328 @@
+//! The one erasure (DESIGN.md, invariants 4 and 5; README "Ordering and
+//! erasure"). Every cause — an LT revocation, a LINA withdrawal, a request
+//! made to the partner (`worker subject erase`), retention, a store's
+//! removal — erases a subject here and nowhere else: the personal row, the
+//! subject's unsent e-mails and their `.eml` copies, the tombstone and the
+//! erasure record, as statements sent inside the caller's transaction (the
+//! batch pipeline sends them with the rest of its batch).
+//!
+//! The tombstone's order key decides what may still apply afterwards, so it
+//! depends on the cause (`tombstone`):
+//! - an event (revocation, withdrawal): that event's key;
+//! - a request or a store's removal: the newest applied key or the
+//!   database's clock under the lock plus a margin for gateway clock skew,
+//!   whichever is later, so everything received before the erasure is stale
+//!   wherever it waited (a queue backlog, a retry tier, a dead letter, the
+//!   LINA spool);
+//! - retention: the newest applied key (an event still waiting shows the
+//!   person is active; an `updated` still finds no application to update).
+
+use std::time::Duration;
+
+use common::Source;
+use common::db::Transaction;
+use common::subject::{SubjectHasher, SubjectKey};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::email::Mailer;
+use crate::error::JobError;
+use crate::pipeline::{self, Statement, Yields};
+use crate::subject_state::{self, Event, OrderKey, SubjectState};
+
+/// Why a subject is erased: the `cause` column of `erasure_log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Revocation,
+    Withdrawal,
+    Request,
+    Retention,
+    StoreRemoved,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Revocation => "revocation",
+            Cause::Withdrawal => "withdrawal",
+            Cause::Request => "request",
+            Cause::Retention => "retention",
+            Cause::StoreRemoved => "store_removed",
+        }
+    }
+}
+
+/// A person, as one sender knows them: whose personal row goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Person {
+    Lt { user_id: String },
+    Lina { webhook: Uuid, user: Uuid },
+}
+
+impl Person {
+    pub fn key(&self, hasher: &SubjectHasher) -> SubjectKey {
+        match self {
+            Person::Lt { user_id } => hasher.lt(user_id),
+            Person::Lina { webhook, user } => hasher.lina(&webhook.to_string(), &user.to_string()),
+        }
+    }
+
+    pub fn source(&self) -> Source {
+        match self {
+            Person::Lt { .. } => Source::Lt,
+            Person::Lina { .. } => Source::Lina,
+        }
+    }
+
+    fn delete_statement(&self) -> Statement<'_> {
+        match self {
+            Person::Lt { user_id } => Statement::new(
+                "DELETE FROM lt_application WHERE mydatashare_user_id = $1 RETURNING 1",
+                vec![Box::new(user_id)],
+            ),
+            Person::Lina { webhook, user } => Statement::new(
+                "DELETE FROM lina_employee WHERE webhook = $1 AND user_uuid = $2 RETURNING 1",
+                vec![Box::new(webhook), Box::new(user)],
+            ),
+        }
+        .yielding(Yields::ErasedRows)
+    }
+}
+
+/// When the erasure happens, which decides the tombstone's order key.
+#[derive(Clone, Copy, Debug)]
+pub enum When<'e> {
+    /// Caused by this event (revocation, withdrawal).
+    Event(&'e Event),
+    /// Now (request, retention, store removal): the key `erase_now` took
+    /// from the database's clock under the lock.
+    Now(OrderKey),
+}
+
+/// An erasure planned against the subject's locked state.
+pub struct Planned<'a> {
+    /// The personal row, the unsent e-mails, the erasure record.
+    pub statements: Vec<Statement<'a>>,
+    /// The state to write back (the caller saves it with the batch's).
+    pub tombstone: SubjectState,
+}
+
+/// Plans the erasure of `person` (whose keyed hash is `subject`).
+pub fn plan<'a>(
+    person: &'a Person,
+    subject: &'a SubjectKey,
+    state: &SubjectState,
+    cause: Cause,
+    when: When<'_>,
+) -> Planned<'a> {
+    let statements = vec![
+        person.delete_statement(),
+        // Locks the rows first, so an e-mail being sent finishes before
+        // they go; the ids are those of the `.eml` copies to delete.
+        Statement::new(
+            "SELECT id FROM email_outbox WHERE subject_key = $1 FOR UPDATE",
+            vec![Box::new(subject.as_bytes())],
+        )
+        .yielding(Yields::ErasedOutbox),
+        // A sent row keeps no address (`outbox::mark_sent`).
+        Statement::new(
+            "DELETE FROM email_outbox WHERE subject_key = $1 AND status <> 'sent'",
+            vec![Box::new(subject.as_bytes())],
+        ),
+        Statement::new(
+            "INSERT INTO erasure_log (subject_key, source, cause) VALUES ($1, $2, $3)",
+            vec![
+                Box::new(subject.as_bytes()),
+                Box::new(person.source().as_str()),
+                Box::new(cause.as_str()),
+            ],
+        ),
+    ];
+    Planned {
+        statements,
+        tombstone: tombstone(state, cause, when),
+    }
+}
+
+/// The subject's state once erased; its order key by cause (module note).
+fn tombstone(state: &SubjectState, cause: Cause, when: When<'_>) -> SubjectState {
+    let mut tombstone = state.clone();
+    match (when, cause) {
+        (When::Event(event), _) => tombstone.applied(event),
+        (When::Now(_), Cause::Retention) => tombstone.tombstone(state.newest),
+        (When::Now(now), _) => tombstone.tombstone(Some(state.newest.map_or(now, |n| n.max(now)))),
+    }
+    tombstone
+}
+
+/// What an erasure (or several) removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Rows of personal data deleted (applications or employees).
+    pub rows: u64,
+    /// E-mail outbox rows of the subjects (unsent ones deleted, sent ones
+    /// kept without an address; the `.eml` copies of all deleted).
+    pub emails: usize,
+}
+
+impl Erased {
+    /// Takes in the rows one erasure statement returned, and deletes the
+    /// `.eml` copies of the erased outbox rows. Called before the commit:
+    /// the rows are locked by then, so no copy can be written for them any
+    /// more, and a crash between the commit and the deletion can never
+    /// leave a copy of an erased person behind. If the transaction fails
+    /// instead, the erasure is tried again (a batch) or the command fails
+    /// (an admin erasure) — a copy deleted early costs nothing.
+    pub fn note(&mut self, yields: Yields, rows: &[Row], mailer: &Mailer) {
+        match yields {
+            Yields::ErasedRows => self.rows += rows.len() as u64,
+            Yields::ErasedOutbox => {
+                let ids: Vec<Uuid> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+                mailer.remove_copies(&ids);
+                self.emails += ids.len();
+            }
+            Yields::Nothing | Yields::Acknowledgement => {}
+        }
+    }
+}
+
+/// Erases `people` now, for `cause` (a request, retention, a store's
+/// removal), inside the caller's transaction (the caller commits): locks
+/// their states in sorted order, reads the database's clock under the
+/// lock, and sends every erasure's statements and the tombstones at once.
+/// Returns what went, and the "now" key the tombstones were given
+/// (`margin` after the database's clock).
+pub async fn erase_now(
+    transaction: &Transaction<'_>,
+    people: &[(Person, SubjectKey)],
+    cause: Cause,
+    margin: Duration,
+    mailer: &Mailer,
+) -> Result<(Erased, OrderKey), JobError> {
+    let subjects: Vec<_> = people
+        .iter()
+        .map(|(person, key)| (*key, person.source()))
+        .collect();
+    let states = subject_state::lock(transaction, &subjects).await?;
+    let now = now_key(transaction, margin).await?;
+    let mut statements = Vec::new();
+    let mut tombstones = Vec::with_capacity(people.len());
+    for (person, key) in people {
+        let state = states
+            .get(key)
+            .ok_or_else(|| JobError::Transient("a subject to erase was not locked".into()))?;
+        let planned = plan(person, key, state, cause, When::Now(now));
+        statements.extend(planned.statements);
+        tombstones.push((key, planned.tombstone));
+    }
+    // A subject named twice is erased twice (harmless): its last tombstone wins.
+    tombstones.sort_by_key(|(key, _)| **key);
+    tombstones.dedup_by_key(|(key, _)| **key);
+    let finals: Vec<(&SubjectKey, &SubjectState)> = tombstones
+        .iter()
+        .map(|(key, state)| (*key, state))
+        .collect();
+    if !finals.is_empty() {
+        statements.push(subject_state::save_statement(&finals));
+    }
+    let statements: Vec<&Statement<'_>> = statements.iter().collect();
+    let rows = pipeline::send_all(transaction, &statements).await?;
+    let mut erased = Erased::default();
+    for (statement, rows) in statements.iter().zip(&rows) {
+        erased.note(statement.yields, rows, mailer);
+    }
+    Ok((erased, now))
+}
+
+/// The order key of "now": the database's clock (one clock for every
+/// worker and admin command) plus `margin`, since gateways stamp receive
+/// times with their own clocks, which may be a little ahead; a new UUIDv7
+/// breaks ties.
+async fn now_key(transaction: &Transaction<'_>, margin: Duration) -> Result<OrderKey, JobError> {
+    let row = transaction
+        .query_one(
+            "SELECT clock_timestamp() + make_interval(secs => $1)",
+            &[&margin.as_secs_f64()],
+        )
+        .await?;
+    Ok(OrderKey {
+        at: row.try_get(0)?,
+        id: Uuid::now_v7(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use subject_state::Effect;
+
+    fn order(second: i64) -> OrderKey {
+        OrderKey {
+            at: Utc.timestamp_opt(second, 0).single().unwrap_or_default(),
+            id: Uuid::from_u128(second as u128),
+        }
+    }
+
+    fn live_at(second: i64) -> SubjectState {
+        SubjectState {
+            newest: Some(order(second)),
+            recent_bodies: Vec::new(),
+            erased: false,
+        }
+    }
+
+    #[test]
+    fn an_event_caused_erasure_takes_the_event_key() {
+        let event = Event {
+            order: order(50),
+            received_at: order(50).at,
+            body: [0; 32],
+            effect: Effect::Erase,
+            sender_resends: true,
+        };
+        let stone = tombstone(&live_at(10), Cause::Revocation, When::Event(&event));
+        assert_eq!((stone.newest, stone.erased), (Some(order(50)), true));
+    }
+
+    #[test]
+    fn a_request_or_removal_takes_now_unless_something_newer_was_applied() {
+        for cause in [Cause::Request, Cause::StoreRemoved] {
+            let stone = tombstone(&live_at(10), cause, When::Now(order(20)));
+            assert_eq!(stone.newest, Some(order(20)), "{cause:?}");
+            let stone = tombstone(&live_at(30), cause, When::Now(order(20)));
+            assert_eq!(stone.newest, Some(order(30)), "{cause:?}");
+            let stone = tombstone(&SubjectState::default(), cause, When::Now(order(20)));
+            assert_eq!((stone.newest, stone.erased), (Some(order(20)), true));
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_applied_key() {
+        let stone = tombstone(&live_at(10), Cause::Retention, When::Now(order(20)));
+        assert_eq!((stone.newest, stone.erased), (Some(order(10)), true));
+    }
+
+    #[test]
+    fn the_causes_keep_their_logged_names() {
+        let names: Vec<_> = [
+            Cause::Revocation,
+            Cause::Withdrawal,
+            Cause::Request,
+            Cause::Retention,
+            Cause::StoreRemoved,
+        ]
+        .map(Cause::as_str)
+        .into();
+        assert_eq!(
+            names,
+            [
+                "revocation",
+                "withdrawal",
+                "request",
+                "retention",
+                "store_removed"
+            ]
+        );
+    }
+}
