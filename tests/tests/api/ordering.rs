@@ -187,3 +187,117 @@ async fn an_update_and_a_revocation_applied_by_two_workers_at_once_never_leave_p
     assert!(both_worked, "both workers took part");
     second.stop().await;
 }
+
+/// The resend window of the tests below: short, so a change back can come
+/// after it.
+const WINDOW: Duration = Duration::from_millis(700);
+
+fn phone_body(phone: &str, status: &str) -> String {
+    format!(
+        r#"{{"mydatashare_user_id":"{USER}","status":"{status}","email":"aino.korhonen@example.fi","phone":"{phone}"}}"#
+    )
+}
+
+async fn stored_phone(app: &TestApp) -> Option<String> {
+    let (_, _, profile) = app.application(USER).await?;
+    profile["phone"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_profile_changed_back_after_the_resend_window_ends_at_the_change_back() {
+    let app = spawn_app_with(TestOptions {
+        lt_resend_window: WINDOW,
+        ..TestOptions::default()
+    })
+    .await;
+    let stats = &worker(&app).stats;
+    for (n, phone) in ["+358 40 1", "+358 40 2"].into_iter().enumerate() {
+        assert_eq!(
+            app.post_lt(&phone_body(phone, "updated")).await.status(),
+            200
+        );
+        settled(&[worker(&app)], n as u64 + 1).await;
+    }
+    tokio::time::sleep(WINDOW + Duration::from_millis(300)).await;
+    assert_eq!(
+        app.post_lt(&phone_body("+358 40 1", "updated"))
+            .await
+            .status(),
+        200
+    );
+    settled(&[worker(&app)], 3).await;
+    assert_eq!(stats.events_applied(), 3, "the change back is a new event");
+    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 1"));
+}
+
+#[tokio::test]
+async fn inside_the_resend_window_an_earlier_body_again_is_a_resend_and_changes_nothing() {
+    let app = spawn_app_with(TestOptions {
+        lt_resend_window: Duration::from_secs(3600),
+        ..TestOptions::default()
+    })
+    .await;
+    let stats = &worker(&app).stats;
+    for phone in ["+358 40 1", "+358 40 2", "+358 40 1", "+358 40 2"] {
+        assert_eq!(
+            app.post_lt(&phone_body(phone, "updated")).await.status(),
+            200
+        );
+    }
+    settled(&[worker(&app)], 4).await;
+    assert_eq!(stats.events_applied(), 2);
+    assert_eq!(stats.events_duplicate(), 2, "both copies are resends");
+    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 2"));
+    let tombstones = app.tombstones().await;
+    assert_eq!(tombstones, 0);
+}
+
+#[tokio::test]
+async fn an_identical_re_share_after_a_revocation_outside_the_window_is_applied_and_acknowledged() {
+    let app = spawn_app_with(TestOptions {
+        lt_resend_window: WINDOW,
+        ..TestOptions::default()
+    })
+    .await;
+    let stats = &worker(&app).stats;
+    let application = phone_body("+358 40 1", "new");
+    app.post_lt(&application).await;
+    settled(&[worker(&app)], 1).await;
+    intake_tests::until("the acknowledgement is written", stats, |stats| {
+        stats.emails_sent() == 1
+    })
+    .await;
+    app.post_lt(&example("lt/revoked.json")).await;
+    settled(&[worker(&app)], 2).await;
+    // Inside the window the same body is LT resending the old application.
+    app.post_lt(&application).await;
+    settled(&[worker(&app)], 3).await;
+    assert_eq!(stats.events_duplicate(), 1);
+    assert_eq!(app.application(USER).await, None);
+
+    tokio::time::sleep(WINDOW + Duration::from_millis(300)).await;
+    app.post_lt(&application).await;
+    let stored = eventually("the re-share is stored", Duration::from_secs(10), || {
+        stored_phone(&app)
+    })
+    .await;
+    assert_eq!(stored, "+358 40 1");
+    intake_tests::until("the second acknowledgement is written", stats, |stats| {
+        stats.emails_sent() == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_update_for_a_revoked_application_is_dropped_and_counted() {
+    let app = spawn_app().await;
+    let stats = &worker(&app).stats;
+    app.post_lt(&phone_body("+358 40 1", "new")).await;
+    app.post_lt(&example("lt/revoked.json")).await;
+    settled(&[worker(&app)], 2).await;
+    app.post_lt(&phone_body("+358 40 3", "updated")).await;
+    settled(&[worker(&app)], 3).await;
+    assert_eq!(stats.events_stale(), 1, "there is no application to update");
+    assert_eq!(app.application(USER).await, None);
+    assert!(!app.dump().await.contains("+358 40 3"));
+}
