@@ -296,7 +296,7 @@ impl TestApp {
     /// Registers a LINA store (as `worker lina webhooks add` does).
     pub async fn add_store(&self, uuid: &str) {
         let pool = common::db::pool(&SecretString::from(self.db_url.clone()), 1).unwrap();
-        worker::lina::add_webhook(&pool, uuid.parse().unwrap(), "Test store")
+        worker::admin::stores::add_webhook(&pool, uuid.parse().unwrap(), "Test store")
             .await
             .unwrap();
         pool.close();
@@ -373,18 +373,18 @@ impl TestApp {
     }
 
     /// Runs `worker dlq <args>` against this app's queues; returns its output.
-    pub async fn dlq(&self, args: &[&str]) -> Result<String, worker::dlq::DlqError> {
+    pub async fn dlq(&self, args: &[&str]) -> Result<String, worker::dead_letters::DlqError> {
         #[derive(clap::Parser)]
         struct DlqCli {
             #[command(subcommand)]
-            command: worker::dlq::DlqCommand,
+            command: worker::admin::dlq::DlqCommand,
         }
         let cli = <DlqCli as clap::Parser>::try_parse_from(
             std::iter::once("dlq").chain(args.iter().copied()),
         )
         .unwrap_or_else(|error| panic!("bad dlq arguments {args:?}: {error}"));
         let mut out = Vec::new();
-        worker::dlq::run(cli.command, &self.amqp, &mut out).await?;
+        worker::admin::dlq::run(cli.command, &self.amqp, &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
     }
 

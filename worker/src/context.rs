@@ -8,9 +8,9 @@ use common::subject::SubjectHasher;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::consume::retry::RetryPolicy;
 use crate::email::Email;
 pub use crate::metrics::WorkerStats;
-use crate::retry::RetryPolicy;
 use crate::settings::WorkerSettings;
 
 pub struct WorkerContext {

@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use common::settings::{Missing, SettingsError};
-use intake_worker::cli::{Cli, Command};
+use intake_worker::admin::cli::{Cli, Command};
 use intake_worker::startup::Worker;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
                 exit_with(SettingsError::Missing(vec!["INTAKE_AMQP_URL".into()]));
             };
             if let Err(error) =
-                intake_worker::dlq::run(command, &amqp, &mut std::io::stdout()).await
+                intake_worker::admin::dlq::run(command, &amqp, &mut std::io::stdout()).await
             {
                 eprintln!("worker dlq: {error}");
                 std::process::exit(1);
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
             common::db::run_migrations(&pool).await?;
             let hasher = common::subject::SubjectHasher::new(key);
             let mailer = intake_worker::email::Mailer::new(&mail)?;
-            let context = intake_worker::lina::LinaContext {
+            let context = intake_worker::admin::stores::LinaContext {
                 pool: &pool,
                 hasher: &hasher,
                 mailer: &mailer,
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
                 answers: &mut std::io::stdin().lock(),
                 out: &mut std::io::stdout(),
             };
-            if let Err(error) = intake_worker::lina::run(command, context).await {
+            if let Err(error) = intake_worker::admin::stores::run(command, context).await {
                 eprintln!("worker lina: {error}");
                 std::process::exit(1);
             }
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
             common::db::run_migrations(&pool).await?;
             let hasher = common::subject::SubjectHasher::new(key);
             let mailer = intake_worker::email::Mailer::new(&mail)?;
-            if let Err(error) = intake_worker::subject::run(
+            if let Err(error) = intake_worker::admin::subject::run(
                 command,
                 &pool,
                 &hasher,

@@ -14,11 +14,12 @@ use common::subject::SubjectHasher;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::consumer;
+use crate::background::outbox_sweeper::run_sweeper;
+use crate::background::retention::run_retention;
+use crate::consume::consumer;
+use crate::consume::retry::RetryPolicy;
 use crate::context::{WorkerContext, WorkerStats};
-use crate::email::{Email, EmailSetupError, run_sweeper};
-use crate::retention::run_retention;
-use crate::retry::RetryPolicy;
+use crate::email::{Email, EmailSetupError};
 use crate::settings::WorkerSettings;
 
 /// Work queues this worker consumes.

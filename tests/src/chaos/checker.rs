@@ -228,7 +228,7 @@ async fn dead_letters(app: &TestApp) -> Vec<(String, String)> {
             .await
             .unwrap()
         {
-            let message = worker::dlq::ParkedMessage::new(
+            let message = worker::dead_letters::ParkedMessage::new(
                 &queue,
                 message.delivery.properties.clone(),
                 message.delivery.data,

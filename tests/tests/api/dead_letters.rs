@@ -103,7 +103,7 @@ async fn show_redacts_the_payload_and_purge_needs_yes() {
 
     let refused = app.dlq(&["purge"]).await.unwrap_err();
     assert!(
-        matches!(refused, worker::dlq::DlqError::PurgeNeedsYes(1)),
+        matches!(refused, worker::dead_letters::DlqError::PurgeNeedsYes(1)),
         "{refused}"
     );
     let dry_run = app.dlq(&["purge", "--dry-run"]).await.unwrap();

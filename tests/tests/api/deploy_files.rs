@@ -44,7 +44,7 @@ fn gateway_contract() -> BTreeSet<String> {
 }
 
 fn worker_contract() -> BTreeSet<String> {
-    env_names(&worker::cli::Cli::command())
+    env_names(&worker::admin::cli::Cli::command())
 }
 
 fn keys(object: &Value) -> BTreeSet<String> {

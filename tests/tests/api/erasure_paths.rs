@@ -16,8 +16,8 @@ use intake_tests::app::{LINA_SECRET, TEST_TOKEN};
 use intake_tests::{TestApp, TestOptions, personal_strings, spawn_app_with, until};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
-use worker::lina::{LinaCommand, LinaContext, WebhooksCommand};
-use worker::subject::{SubjectCommand, Who};
+use worker::admin::stores::{LinaCommand, LinaContext, WebhooksCommand};
+use worker::admin::subject::{SubjectCommand, Who};
 
 const STORE: &str = "3d0f7a51-9c2e-4b8a-8f61-2a7e5c9b0d14";
 const LT_USER: &str = "erasure-paths-lt-1";
@@ -286,7 +286,7 @@ async fn erase(app: &TestApp, sender: Sender, cause: Cause) {
             let pool = app.pool();
             let mailer = worker::email::Mailer::new(&app.mail_settings()).unwrap();
             let mut out = Vec::new();
-            worker::subject::run(
+            worker::admin::subject::run(
                 SubjectCommand::Erase { who },
                 &pool,
                 &app.hasher(),
@@ -310,7 +310,7 @@ async fn erase(app: &TestApp, sender: Sender, cause: Cause) {
             let worker = worker::startup::Worker::build(app.worker_settings())
                 .await
                 .unwrap();
-            let erased = worker::retention::erase_expired(
+            let erased = worker::background::retention::erase_expired(
                 &worker.context(),
                 Duration::from_secs(365 * 24 * 3600),
             )
@@ -353,7 +353,7 @@ async fn lina(app: &TestApp, command: WebhooksCommand) {
         answers: &mut std::io::Cursor::new(Vec::new()),
         out: &mut out,
     };
-    worker::lina::run(LinaCommand::Webhooks { command }, context)
+    worker::admin::stores::run(LinaCommand::Webhooks { command }, context)
         .await
         .unwrap();
 }

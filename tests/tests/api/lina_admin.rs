@@ -9,7 +9,9 @@ use std::time::Duration;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use intake_tests::{eventually, example, spawn_app};
 use secrecy::SecretString;
-use worker::lina::{LinaApi, LinaCommand, LinaContext, LinaError, RegisterError, WebhooksCommand};
+use worker::admin::stores::{
+    LinaApi, LinaCommand, LinaContext, LinaError, RegisterError, WebhooksCommand,
+};
 
 const STORE: &str = "48138367-3eba-4772-b2bf-6bbd11840efb";
 const MIRCO: &str = "c6425258-a870-498d-8173-6c2341c934e0";
@@ -94,11 +96,11 @@ async fn register_stores_the_uuid_lina_returns() {
     let (base, seen, server) = stand_in(Answer::Registered(STORE)).await;
     let pool = app.pool();
     let url = "https://intake.example/webhooks/lina/secret";
-    let uuid = worker::lina::register(&pool, &api(&base), url, "Ravintola Testi")
+    let uuid = worker::admin::stores::register(&pool, &api(&base), url, "Ravintola Testi")
         .await
         .unwrap();
     assert_eq!(uuid.to_string(), STORE);
-    let stores = worker::lina::list_webhooks(&pool).await.unwrap();
+    let stores = worker::admin::stores::list_webhooks(&pool).await.unwrap();
     assert_eq!(stores.len(), 1);
     assert_eq!(stores[0].label, "Ravintola Testi");
     let seen = seen.lock().unwrap().clone();
@@ -121,7 +123,7 @@ async fn register_gives_a_clear_error_and_stores_nothing_when_lina_does_not_coop
         Answer::NoUuid,
     ] {
         let (base, _, server) = stand_in(answer.clone()).await;
-        let error = worker::lina::register(&pool, &api(&base), "https://x/y", "Store")
+        let error = worker::admin::stores::register(&pool, &api(&base), "https://x/y", "Store")
             .await
             .unwrap_err();
         let LinaError::Register(error) = error else {
@@ -141,7 +143,12 @@ async fn register_gives_a_clear_error_and_stores_nothing_when_lina_does_not_coop
         );
         server.stop(false).await;
     }
-    assert!(worker::lina::list_webhooks(&pool).await.unwrap().is_empty());
+    assert!(
+        worker::admin::stores::list_webhooks(&pool)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn run(
@@ -161,7 +168,7 @@ async fn run(
         answers: &mut Cursor::new(answers.as_bytes().to_vec()),
         out: &mut out,
     };
-    worker::lina::run(command, context).await?;
+    worker::admin::stores::run(command, context).await?;
     Ok(String::from_utf8(out).unwrap())
 }
 

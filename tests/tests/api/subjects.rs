@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::amqp::WorkQueue;
 use intake_tests::{TestApp, eventually, example, spawn_app, until};
-use worker::subject::{SubjectCommand, Who};
+use worker::admin::subject::{SubjectCommand, Who};
 
 const USER: &str = "7f3c2a9e-5b1d-4c8e-9a2f-0e6d4b8c1a37";
 
@@ -16,7 +16,7 @@ async fn run(app: &TestApp, command: SubjectCommand) -> String {
     let mailer = worker::email::Mailer::new(&app.mail_settings()).unwrap();
     let mut out = Vec::new();
     let margin = app.options.erasure_clock_margin;
-    worker::subject::run(command, &pool, &hasher, &mailer, margin, &mut out)
+    worker::admin::subject::run(command, &pool, &hasher, &mailer, margin, &mut out)
         .await
         .unwrap();
     String::from_utf8(out).unwrap()
@@ -92,9 +92,12 @@ async fn retention_erases_what_is_older_than_the_setting_and_nothing_newer() {
         .await
         .unwrap();
     let context = worker.context();
-    let erased = worker::retention::erase_expired(&context, Duration::from_secs(365 * 24 * 3600))
-        .await
-        .unwrap();
+    let erased = worker::background::retention::erase_expired(
+        &context,
+        Duration::from_secs(365 * 24 * 3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(erased, 1);
     assert_eq!(app.application("old-1").await, None);
     assert!(app.application("new-1").await.is_some(), "newer data stays");
@@ -118,15 +121,17 @@ async fn dead_letters_past_their_retention_are_purged_and_counted() {
         .unwrap();
     let context = worker.context();
 
-    let kept = worker::retention::purge_dead_letters(&context, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let kept =
+        worker::background::retention::purge_dead_letters(&context, Duration::from_secs(3600))
+            .await
+            .unwrap();
     assert_eq!(kept, 0, "a young dead letter is kept");
     assert_eq!(app.dead_letters(WorkQueue::Lt).await, 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let purged = worker::retention::purge_dead_letters(&context, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let purged =
+        worker::background::retention::purge_dead_letters(&context, Duration::from_secs(1))
+            .await
+            .unwrap();
     assert_eq!(purged, 1);
     assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
     assert_eq!(context.stats.dead_letters_purged_total(), 1);

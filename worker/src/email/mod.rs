@@ -7,17 +7,16 @@
 //! left unpublished; sending locks the row, sends, and marks it sent (keeping
 //! no address) in one transaction, so a redelivered job finds it sent.
 
+pub mod compose;
+pub mod jobs;
 mod mailer;
 pub mod outbox;
-mod send;
 mod settings;
-mod sweeper;
 mod templates;
 
+pub use jobs::{job_body, publish_jobs};
 pub use mailer::Mailer;
-pub use send::{publish_jobs, send_batch};
 pub use settings::{MailArgs, MailSettings, SmtpSettings};
-pub use sweeper::run_sweeper;
 pub use templates::{Rendered, TemplateError, Templates, language_of};
 
 /// Everything the worker needs to send e-mails.

@@ -1,4 +1,4 @@
-//! The e-mail job: send one outbox row's acknowledgement, exactly once.
+//! The e-mail queue's jobs: send one outbox row's acknowledgement, exactly once.
 //!
 //! The row is locked, the e-mail handed over, and the row marked sent in one
 //! transaction: a redelivered job (or a second worker) waits for the lock and
@@ -17,23 +17,15 @@ use std::collections::HashMap;
 use common::Envelope;
 use common::envelope::EnvelopeError;
 use common::subject::SubjectKey;
-use lettre::Message;
-use lettre::message::{Mailbox, MultiPart};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::outbox::{self, OutboxRow};
 use crate::apply::EventResult;
+use crate::apply::jobs::Outcome;
 use crate::context::WorkerContext;
+use crate::email::compose::compose;
+use crate::email::outbox::{self, OutboxRow};
 use crate::error::JobError;
-use crate::jobs::Outcome;
-
-/// The job's body: the outbox row's id, nothing personal.
-pub fn job_body(outbox_id: Uuid) -> Vec<u8> {
-    serde_json::json!({ "outbox_id": outbox_id })
-        .to_string()
-        .into_bytes()
-}
 
 /// Sends each job's e-mail; one result per job, in order. A chunk's failure
 /// to reach the database fails that chunk's jobs only (they are retried).
@@ -185,79 +177,6 @@ fn settle(
                 context.stats.email("failed");
             }
             Err(error)
-        }
-    }
-}
-
-/// Builds the e-mail: text and HTML parts in the applicant's language, the
-/// Message-ID derived from the outbox row.
-fn compose(context: &WorkerContext, row: &OutboxRow) -> Result<Message, JobError> {
-    let email = &context.email;
-    let settings = &email.settings;
-    let to: Mailbox = row
-        .recipient
-        .as_deref()
-        .and_then(|recipient| recipient.parse().ok())
-        .ok_or_else(|| {
-            JobError::permanent("invalid_address", "the recipient address does not parse")
-        })?;
-    let rendered = email
-        .templates
-        .render_acknowledgement(
-            &row.language,
-            row.first_name.as_deref(),
-            &settings.partner_name,
-        )
-        .map_err(|error| JobError::permanent("template_error", error.to_string()))?;
-    let mut builder = Message::builder()
-        .from(settings.from.clone())
-        .to(to)
-        .subject(rendered.subject)
-        .message_id(Some(format!(
-            "<{}@{}>",
-            row.id,
-            settings.from.email.domain()
-        )));
-    if let Some(reply_to) = &settings.reply_to {
-        builder = builder.reply_to(reply_to.clone());
-    }
-    builder
-        .multipart(MultiPart::alternative_plain_html(
-            rendered.text,
-            rendered.html,
-        ))
-        .map_err(|error| JobError::permanent("unbuildable_email", error.to_string()))
-}
-
-/// Publishes the jobs of these outbox rows; returns the ids published.
-pub async fn publish_jobs(context: &WorkerContext, ids: &[Uuid]) -> Vec<Uuid> {
-    // Confirmed concurrently: a batch of new applications should not wait
-    // for one confirm after another before it is acked.
-    let jobs: Vec<_> = ids.iter().map(|id| publish_job(context, *id)).collect();
-    futures_util::future::join_all(jobs)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-}
-
-/// Publishes one outbox row's job; `None` when the broker did not confirm it.
-async fn publish_job(context: &WorkerContext, id: Uuid) -> Option<Uuid> {
-    let queue = context.topology.work_queue(common::amqp::WorkQueue::Email);
-    let envelope = Envelope::new(common::EventKind::EmailAcknowledgement, None, job_body(id));
-    match context
-        .publisher
-        .publish("", &queue, &envelope.body, envelope.amqp_properties())
-        .await
-    {
-        Ok(()) => Some(id),
-        Err(error) => {
-            tracing::warn!(
-                message = "E-mail job not published; the sweeper will.",
-                outbox_id = %id,
-                reason = error.code()
-            );
-            None
         }
     }
 }

@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::context::WorkerContext;
-use crate::dlq::{self, DlqError, Filter, ParkingQueue};
+use crate::dead_letters::{self, DlqError, Filter, ParkingQueue};
 use common::subject::SubjectKey;
 
-use crate::erasure::{self, Cause, Person};
-use crate::subject::SubjectError;
+use crate::apply::erasure::{self, Cause, Person};
+use crate::error::JobError;
 
 /// Most subjects one round erases (the next round takes the rest).
 const ROUND: i64 = 1000;
@@ -53,7 +53,7 @@ pub async fn run_retention(context: Arc<WorkerContext>, shutdown: CancellationTo
 pub async fn erase_expired(
     context: &WorkerContext,
     retention: Duration,
-) -> Result<usize, SubjectError> {
+) -> Result<usize, JobError> {
     let seconds = retention.as_secs_f64();
     let client = context.pool.get().await?;
     let mut expired: Vec<Person> = client
@@ -125,7 +125,7 @@ pub async fn purge_dead_letters(
             older_than: Some(retention),
             ..Filter::default()
         };
-        let summary = dlq::purge(
+        let summary = dead_letters::purge(
             &context.settings.amqp,
             &filter,
             false,

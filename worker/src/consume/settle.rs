@@ -11,13 +11,13 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use std::sync::Arc;
 
+use crate::apply::jobs::Outcome;
 use crate::apply::{EventResult, apply_batch};
+use crate::consume::retry::Disposition;
 use crate::context::WorkerContext;
 use crate::email;
 use crate::error::JobError;
-use crate::jobs::Outcome;
 use crate::metrics::outcome;
-use crate::retry::Disposition;
 use common::dead_letter;
 use common::subject::SubjectKey;
 
@@ -42,7 +42,7 @@ pub async fn process_batch(
         .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
         .collect();
     let outcomes = match queue {
-        WorkQueue::Email => email::send_batch(context, &envelopes).await,
+        WorkQueue::Email => super::email::send_batch(context, &envelopes).await,
         WorkQueue::Lt | WorkQueue::Lina => apply_events(context, &envelopes).await,
     };
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {

@@ -1,6 +1,6 @@
 //! The worker's command line.
 
-use crate::dlq::DlqCommand;
+use crate::admin::dlq::DlqCommand;
 use crate::settings::WorkerArgs;
 
 #[derive(clap::Parser, Debug)]
@@ -28,12 +28,12 @@ pub enum Command {
     /// The LINA stores we take employee data from: add, list, remove, register with LINA
     Lina {
         #[command(subcommand)]
-        command: crate::lina::LinaCommand,
+        command: crate::admin::stores::LinaCommand,
     },
     /// Data-subject requests: export or erase everything about one person
     Subject {
         #[command(subcommand)]
-        command: crate::subject::SubjectCommand,
+        command: crate::admin::subject::SubjectCommand,
     },
     /// Look at, replay or purge dead-lettered and quarantined messages (needs only the broker)
     Dlq {

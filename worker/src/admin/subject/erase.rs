@@ -1,5 +1,5 @@
 //! Erasing a person on request (`worker subject erase`): the one erasure
-//! (`crate::erasure`), with cause `request`, in a transaction of its own.
+//! (`crate::apply::erasure`), with cause `request`, in a transaction of its own.
 
 use std::time::Duration;
 
@@ -7,8 +7,8 @@ use common::db::DbPool;
 use common::subject::SubjectHasher;
 
 use super::{Subject, SubjectError};
+use crate::apply::erasure::{self, Cause, Erased};
 use crate::email::Mailer;
-use crate::erasure::{self, Cause, Erased};
 
 /// Erases every piece of `subject`'s personal data in one transaction and
 /// leaves a tombstone with an erasure record; `margin` is

@@ -25,10 +25,10 @@ use common::subject::{SubjectHasher, SubjectKey};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::apply::pipeline::{self, Statement, Yields};
+use crate::apply::subject_state::{self, Event, OrderKey, SubjectState};
 use crate::email::Mailer;
 use crate::error::JobError;
-use crate::pipeline::{self, Statement, Yields};
-use crate::subject_state::{self, Event, OrderKey, SubjectState};
 
 /// Why a subject is erased: the `cause` column of `erasure_log`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

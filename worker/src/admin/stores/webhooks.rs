@@ -8,8 +8,8 @@ use common::subject::{SubjectHasher, SubjectKey};
 use uuid::Uuid;
 
 use super::LinaError;
+use crate::apply::erasure::{self, Cause, Person};
 use crate::email::Mailer;
-use crate::erasure::{self, Cause, Person};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Store {

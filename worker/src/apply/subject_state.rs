@@ -14,8 +14,8 @@ use common::subject::{BodyHash, SubjectKey};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use crate::apply::pipeline::Statement;
 use crate::error::JobError;
-use crate::pipeline::Statement;
 
 /// How many body hashes a subject remembers (the least recently received
 /// one makes room). A resend arrives within the resend window, so only

@@ -12,13 +12,13 @@ use common::subject::SubjectKey;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::apply::erasure::Erased;
+use crate::apply::jobs::stores::Stores;
+use crate::apply::jobs::{self, Outcome, Planned, Prepared};
+use crate::apply::pipeline::{self, Statement, Yields};
+use crate::apply::subject_state::{self, States};
 use crate::context::WorkerContext;
-use crate::erasure::Erased;
 use crate::error::JobError;
-use crate::jobs::stores::Stores;
-use crate::jobs::{self, Outcome, Planned, Prepared};
-use crate::pipeline::{self, Statement, Yields};
-use crate::subject_state::{self, States};
 
 /// What happened to one event of a committed batch, and whom it concerned
 /// (where known).

@@ -3,7 +3,7 @@
 //! `worker subject erase`.
 //!
 //! An erasure here is the one erasure every cause goes through
-//! (`crate::erasure`): the person's data goes and their state row becomes a
+//! (`crate::apply::erasure`): the person's data goes and their state row becomes a
 //! tombstone ordered after everything received before the request, with an
 //! erasure record naming the cause.
 
@@ -11,13 +11,13 @@ mod command;
 mod erase;
 mod export;
 
-pub use crate::erasure::Erased;
+pub use crate::apply::erasure::Erased;
 pub use command::{SubjectCommand, Who, run};
 pub use erase::erase;
 pub use export::export;
 
 /// A person, as one sender knows them.
-pub use crate::erasure::Person as Subject;
+pub use crate::apply::erasure::Person as Subject;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubjectError {

@@ -15,10 +15,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::Prepared;
+use crate::apply::pipeline::{Param, Statement, Yields};
 use crate::context::WorkerContext;
 use crate::email::language_of;
 use crate::error::JobError;
-use crate::pipeline::{Param, Statement, Yields};
 
 /// `xmax = 0` is true for a row the upsert inserted, and only then does
 /// the outbox get a row (its id is returned). The e-mail job carries only

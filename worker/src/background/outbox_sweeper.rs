@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::outbox;
-use super::send::publish_jobs;
 use crate::context::WorkerContext;
+use crate::email::outbox;
+use crate::email::publish_jobs;
 
 /// A row younger than this is left to the normal path (publish after commit).
 const GRACE: Duration = Duration::from_secs(10);

@@ -7,8 +7,9 @@ use common::EventKind;
 use common::settings::AmqpSettings;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::scan::total_depth;
-use super::{DlqError, Filter, ParkedMessage, ParkingQueue, Summary, list, purge, replay, show};
+use crate::dead_letters::{
+    DlqError, Filter, ParkedMessage, ParkingQueue, Summary, list, purge, replay, show, total_depth,
+};
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum DlqCommand {

@@ -12,9 +12,9 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch;
+use crate::consume::collect;
+use crate::consume::settle::{SettleError, process_batch};
 use crate::context::WorkerContext;
-use crate::process::{SettleError, process_batch};
 
 /// How often an idle consumer checks that its channel is still open.
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
@@ -112,7 +112,7 @@ async fn consume(
         };
         let first = next.ok_or(ConsumeError::Closed)??;
         let settings = &context.settings;
-        let batch = batch::collect(
+        let batch = collect::collect(
             first,
             &mut deliveries,
             settings.batch_size,

@@ -17,11 +17,11 @@ use common::{Envelope, EventKind, Source};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::apply::erasure::{self, Cause, Person, When};
+use crate::apply::pipeline::Statement;
+use crate::apply::subject_state::{Effect, Event, OrderKey, SubjectState, Verdict};
 use crate::context::WorkerContext;
-use crate::erasure::{self, Cause, Person, When};
 use crate::error::JobError;
-use crate::pipeline::Statement;
-use crate::subject_state::{Effect, Event, OrderKey, SubjectState, Verdict};
 use lt_application::ApplicationRow;
 use stores::Stores;
 

@@ -3,8 +3,8 @@
 use common::Envelope;
 use common::senders::lina::LinaConsent;
 
+use crate::apply::pipeline::Statement;
 use crate::error::JobError;
-use crate::pipeline::Statement;
 
 const UPSERT: &str = "
     INSERT INTO lina_employee

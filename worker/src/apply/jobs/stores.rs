@@ -11,8 +11,8 @@ use common::db::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use crate::apply::subject_state::OrderKey;
 use crate::error::JobError;
-use crate::subject_state::OrderKey;
 
 #[derive(Clone, Debug, Default)]
 pub struct Stores {

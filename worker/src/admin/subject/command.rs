@@ -5,8 +5,8 @@ use std::io::Write;
 use uuid::Uuid;
 
 use super::{Subject, SubjectError, erase, export};
+use crate::apply::erasure::Cause;
 use crate::email::Mailer;
-use crate::erasure::Cause;
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum SubjectCommand {

@@ -1,5 +1,6 @@
-//! `worker dlq`: look at, replay and purge parked messages (the dead-letter
-//! queues and the LINA quarantine).
+//! Parked messages (the dead-letter queues and the LINA quarantine): browsing, replaying, purging.
+//! Here: the broker operations `worker dlq` and retention share; not here: the command line
+//! (`admin/dlq.rs`).
 //!
 //! Browsing takes each message with `basic.get` and holds it unacknowledged
 //! until the scan ends, when closing the channel returns the kept ones: a
@@ -8,15 +9,13 @@
 //! so a replayed message that fails again and comes back is not replayed
 //! twice in one run.
 
-mod command;
 mod filter;
 mod parked;
 mod scan;
 
-pub use command::{DlqCommand, FilterArgs, run};
 pub use filter::{Filter, ParkingQueue};
 pub use parked::ParkedMessage;
-pub use scan::{Listing, Summary, list, purge, replay, show};
+pub use scan::{Listing, Summary, list, purge, replay, show, total_depth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
