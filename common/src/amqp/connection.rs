@@ -45,10 +45,6 @@ impl AmqpConnector {
         }
     }
 
-    pub fn topology(&self) -> &Topology {
-        &self.topology
-    }
-
     /// A live connection with the topology declared, reconnecting if needed.
     pub async fn connection(&self) -> Result<Arc<Connection>, AmqpError> {
         let mut current = self.current.lock().await;

@@ -58,10 +58,6 @@ impl ConfirmedPublisher {
         self.confirm_timeout
     }
 
-    pub fn connector(&self) -> &Arc<AmqpConnector> {
-        &self.connector
-    }
-
     /// Publishes persistently-marked `properties` + `body`; `Ok` only after the
     /// broker's ack with no return, within the confirm timeout.
     pub async fn publish(

@@ -71,10 +71,6 @@ impl Topology {
         format!("{}.quarantine", self.prefix)
     }
 
-    pub fn retry_delays(&self) -> &[Duration] {
-        &self.retry_delays
-    }
-
     /// The delay tier's queue, and the fanout exchange in front of it (same name).
     pub fn retry_tier(&self, delay: Duration) -> String {
         format!("{}.retry.{}", self.prefix, delay_label(delay))

@@ -11,10 +11,16 @@ use crate::email::publish_jobs;
 
 /// A row younger than this is left to the normal path (publish after commit).
 const GRACE: Duration = Duration::from_secs(10);
-/// A job published this long ago without the row being sent is taken as lost
-/// (longer than the whole retry schedule).
-const RESEND_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// A job published this long after the whole retry schedule without its
+/// row being sent is taken as lost (the queue's own backlog is the slack).
+const RESEND_SLACK: Duration = Duration::from_secs(3600);
 const BATCH: i64 = 500;
+
+/// How long after its job was published a pending row is taken as lost:
+/// the whole retry schedule (`INTAKE_RETRY_DELAYS`), plus an hour.
+pub fn resend_after(context: &WorkerContext) -> Duration {
+    context.retry.whole_schedule() + RESEND_SLACK
+}
 
 pub async fn run_sweeper(
     context: std::sync::Arc<WorkerContext>,
@@ -34,7 +40,8 @@ pub async fn run_sweeper(
 
 /// One sweep; returns how many jobs were republished.
 pub async fn sweep(context: &WorkerContext) -> Result<usize, crate::error::JobError> {
-    let claimed = outbox::claim_unpublished(&context.pool, GRACE, RESEND_AFTER, BATCH).await?;
+    let claimed =
+        outbox::claim_unpublished(&context.pool, GRACE, resend_after(context), BATCH).await?;
     if claimed.is_empty() {
         return Ok(0);
     }

@@ -23,6 +23,12 @@ impl RetryPolicy {
         RetryPolicy { delays }
     }
 
+    /// The longest a message can take through every delay tier before it
+    /// is dead-lettered (the sum of the delays).
+    pub fn whole_schedule(&self) -> Duration {
+        self.delays.iter().sum()
+    }
+
     /// What to do with a message that failed on its `attempt`-th try
     /// (0 for the first delivery).
     pub fn decide(&self, attempt: u32, error: &JobError) -> Disposition {
@@ -94,6 +100,12 @@ mod tests {
                 attempts: 1
             }
         );
+    }
+
+    #[test]
+    fn the_whole_schedule_is_the_sum_of_the_tiers() {
+        assert_eq!(policy().whole_schedule(), Duration::from_secs(31));
+        assert_eq!(RetryPolicy::new(vec![]).whole_schedule(), Duration::ZERO);
     }
 
     #[test]

@@ -26,20 +26,20 @@ impl ParkingQueue {
     ];
 
     pub fn name(self, topology: &Topology) -> String {
-        match self.work_queue() {
-            Some(queue) if self != ParkingQueue::Quarantine => topology.dead_letter_queue(queue),
-            _ => topology.quarantine_queue(),
+        match self {
+            ParkingQueue::Quarantine => topology.quarantine_queue(),
+            queue => topology.dead_letter_queue(queue.work_queue()),
         }
     }
 
     /// Where a replay sends the message: its work queue. Quarantined LINA
     /// calls go to the LINA queue, where the worker validates them again.
-    pub fn work_queue(self) -> Option<WorkQueue> {
-        Some(match self {
+    pub fn work_queue(self) -> WorkQueue {
+        match self {
             ParkingQueue::Lt => WorkQueue::Lt,
             ParkingQueue::Lina | ParkingQueue::Quarantine => WorkQueue::Lina,
             ParkingQueue::Email => WorkQueue::Email,
-        })
+        }
     }
 }
 

@@ -227,11 +227,10 @@ impl Walk<'_> {
                 self.listing.messages.push(parked);
             }
             Action::Replay if !self.dry_run => {
-                let (Some(publisher), Some(work_queue)) = (&self.publisher, queue.work_queue())
-                else {
+                let Some(publisher) = &self.publisher else {
                     return Ok(());
                 };
-                let target = self.topology.work_queue(work_queue);
+                let target = self.topology.work_queue(queue.work_queue());
                 let properties = dead_letter::for_replay(&parked.properties);
                 publisher
                     .publish("", &target, &parked.body, properties)
