@@ -101,6 +101,19 @@ pub struct AmqpArgs {
 /// The default delay tiers (`INTAKE_RETRY_DELAYS`).
 pub const DEFAULT_RETRY_DELAYS: &str = "1s,5s,30s,2m,10m,30m,1h,3h";
 
+/// A JSON pointer setting is empty or starts with `/` (RFC 6901); `name`
+/// is the setting, for the message.
+pub fn validate_pointer(name: &'static str, pointer: &str) -> Result<(), SettingsError> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid {
+            name,
+            reason: "a JSON pointer starts with `/`, e.g. /email".into(),
+        })
+    }
+}
+
 pub fn default_retry_delays() -> Vec<Duration> {
     DEFAULT_RETRY_DELAYS
         .split(',')

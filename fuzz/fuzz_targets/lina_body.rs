@@ -1,8 +1,8 @@
-//! A LINA body as the gateway sees it: arbitrary bytes into `lina::parse`,
-//! `lina::looks_like_withdrawal` and `lina::webhook_of`, the three calls the
-//! route makes. Beyond "never panics": for an accepted body the two cheap
-//! helpers (which decide the event kind and the tenant) agree with the full
-//! parse, and the body survives the trip to the worker.
+//! A LINA body as the gateway sees it: arbitrary bytes into `lina::read_call`,
+//! the one call the route makes. Beyond "never panics": it agrees with
+//! `lina::parse` (the worker's), for an accepted body its hints (which
+//! decide the event kind and the tenant) agree with the parse, and the body
+//! survives the trip to the worker.
 #![no_main]
 
 use common::senders::json::contains_nul;
@@ -11,11 +11,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 fuzz_target!(|body: &[u8]| {
-    let parsed = lina::parse(body);
-    // Called for every body, refused ones included (they are quarantined).
-    let withdrawal = lina::looks_like_withdrawal(body);
-    let webhook = lina::webhook_of(body);
-    if let Ok(payload) = parsed {
+    let call = lina::read_call(body);
+    assert_eq!(call.payload, lina::parse(body), "the gateway and the worker agree");
+    let (withdrawal, webhook) = (call.withdrawal, call.webhook);
+    if let Ok(payload) = call.payload {
         assert_eq!(
             withdrawal,
             payload.is_withdrawal(),

@@ -152,7 +152,7 @@ impl GatewayArgs {
             .map(|secrets| split_tokens(&secrets))
             .unwrap_or_default();
         missing.into_result()?;
-        validate_pointer("INTAKE_LT_EMAIL_POINTER", &self.lt_email_pointer)?;
+        common::settings::validate_pointer("INTAKE_LT_EMAIL_POINTER", &self.lt_email_pointer)?;
         if self.max_in_flight == 0 {
             return Err(SettingsError::Invalid {
                 name: "INTAKE_MAX_IN_FLIGHT",
@@ -223,18 +223,6 @@ fn split_tokens(tokens: &SecretString) -> Vec<SecretString> {
         .filter(|token| !token.is_empty())
         .map(|token| SecretString::from(token.to_owned()))
         .collect()
-}
-
-/// A JSON pointer is empty or starts with `/` (RFC 6901).
-pub fn validate_pointer(name: &'static str, pointer: &str) -> Result<(), SettingsError> {
-    if pointer.is_empty() || pointer.starts_with('/') {
-        Ok(())
-    } else {
-        Err(SettingsError::Invalid {
-            name,
-            reason: "a JSON pointer starts with `/`, e.g. /email".into(),
-        })
-    }
 }
 
 #[cfg(test)]

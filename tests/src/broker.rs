@@ -1,7 +1,6 @@
 //! Looking at and cleaning up the test's queues on the real broker.
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 
 pub async fn connect() -> Connection {
@@ -14,19 +13,9 @@ pub async fn connect() -> Connection {
 pub async fn depth(queue: &str) -> u32 {
     let connection = connect().await;
     let channel = connection.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let depth = common::amqp::queue_depth(&channel, queue).await.unwrap();
     let _ = connection.close(200, "done".into()).await;
-    declared.message_count()
+    depth.messages
 }
 
 /// Deletes the given queues and exchanges, ignoring the ones already gone.

@@ -4,8 +4,6 @@
 use common::EventKind;
 use common::amqp::Topology;
 use lapin::Connection;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -254,21 +252,14 @@ impl WorkerStats {
             return;
         };
         for queue in topology.queue_names() {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            match channel
-                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                .await
-            {
-                Ok(declared) => {
+            match common::amqp::queue_depth(&channel, &queue).await {
+                Ok(depth) => {
                     self.queue_messages
                         .with_label_values(&[&queue])
-                        .set(i64::from(declared.message_count()));
+                        .set(i64::from(depth.messages));
                     self.queue_consumers
                         .with_label_values(&[&queue])
-                        .set(i64::from(declared.consumer_count()));
+                        .set(i64::from(depth.consumers));
                 }
                 // A failed passive declare closes the channel: stop here.
                 Err(_) => break,

@@ -167,19 +167,9 @@ impl WorkerArgs {
         if subject_hash_key.expose_secret().len() < common::subject::MIN_KEY_LEN {
             return Err(invalid("INTAKE_SUBJECT_HASH_KEY", "use at least 16 bytes"));
         }
-        for (name, pointer) in [
-            (
-                "INTAKE_LT_EMAIL_POINTER",
-                Some(self.lt_email_pointer.as_str()),
-            ),
-            (
-                "INTAKE_LT_EVENT_TIME_POINTER",
-                self.lt_event_time_pointer.as_deref(),
-            ),
-        ] {
-            if pointer.is_some_and(|pointer| !(pointer.is_empty() || pointer.starts_with('/'))) {
-                return Err(invalid(name, "a JSON pointer starts with `/`"));
-            }
+        common::settings::validate_pointer("INTAKE_LT_EMAIL_POINTER", &self.lt_email_pointer)?;
+        if let Some(pointer) = &self.lt_event_time_pointer {
+            common::settings::validate_pointer("INTAKE_LT_EVENT_TIME_POINTER", pointer)?;
         }
         let mail = self.mail.into_settings()?;
         let consumers = self.consumers.max(1);

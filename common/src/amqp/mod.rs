@@ -3,10 +3,12 @@
 //! confirmed it.
 
 mod connection;
+mod depth;
 mod publisher;
 mod topology;
 
 pub use connection::AmqpConnector;
+pub use depth::{QueueDepth, queue_depth};
 pub use publisher::{ConfirmedPublisher, PublishError};
 pub use topology::{Topology, WorkQueue, delay_label};
 

@@ -89,10 +89,51 @@ impl LinaPayloadError {
 const NAMED_FIELDS: [&str; 4] = ["userVorname", "userName", "userEmail", "bereich"];
 
 pub fn parse(body: &[u8]) -> Result<LinaPayload, LinaPayloadError> {
-    let data = json::parse(body).map_err(|error| match error {
+    validate(json_value(body)?)
+}
+
+/// A call as the gateway sees it, its body parsed once: what it is meant
+/// as and which store it names (kept with a quarantined copy too, so a
+/// replay reaches the right job), and whether it is valid.
+pub struct LinaCall {
+    pub withdrawal: bool,
+    pub webhook: Option<Uuid>,
+    pub payload: Result<LinaPayload, LinaPayloadError>,
+}
+
+pub fn read_call(body: &[u8]) -> LinaCall {
+    let (hints, payload) = match json_value(body) {
+        Ok(value) => (hints(&value), validate(value)),
+        // Not JSON we accept (a duplicate key, say): a lenient reading gives
+        // the hints for the quarantined copy, nothing more.
+        Err(error) => (
+            serde_json::from_slice::<Value>(body)
+                .map(|value| hints(&value))
+                .unwrap_or_default(),
+            Err(error),
+        ),
+    };
+    LinaCall {
+        withdrawal: hints.0,
+        webhook: hints.1,
+        payload,
+    }
+}
+
+/// Whether a call is meant as a withdrawal, and the store it names.
+fn hints(value: &Value) -> (bool, Option<Uuid>) {
+    let withdrawal = value.get("delete").and_then(Value::as_bool).unwrap_or(false);
+    (withdrawal, uuid_field(value.get("webhook")))
+}
+
+fn json_value(body: &[u8]) -> Result<Value, LinaPayloadError> {
+    json::parse(body).map_err(|error| match error {
         JsonError::Invalid => LinaPayloadError::InvalidJson,
         JsonError::DuplicateKey => LinaPayloadError::DuplicateKey,
-    })?;
+    })
+}
+
+fn validate(data: Value) -> Result<LinaPayload, LinaPayloadError> {
     let fields = data.as_object().ok_or(LinaPayloadError::NotAnObject)?;
     let webhook = uuid_field(fields.get("webhook")).ok_or(LinaPayloadError::InvalidWebhook)?;
     let user = uuid_field(fields.get("userUuid")).ok_or(LinaPayloadError::InvalidUserUuid)?;
@@ -124,22 +165,6 @@ pub fn parse(body: &[u8]) -> Result<LinaPayload, LinaPayloadError> {
         bereich: bereich?,
         data,
     }))
-}
-
-/// For a call that failed validation: is it meant as a withdrawal? Decides
-/// the kind its quarantined copy gets, so a replay reaches the right job.
-pub fn looks_like_withdrawal(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|value| value.get("delete").and_then(Value::as_bool))
-        .unwrap_or(false)
-}
-
-/// The store a call names, if it names one validly (a quarantined call
-/// keeps it as its tenant).
-pub fn webhook_of(body: &[u8]) -> Option<Uuid> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    uuid_field(value.get("webhook"))
 }
 
 fn uuid_field(value: Option<&Value>) -> Option<Uuid> {
@@ -177,7 +202,7 @@ mod tests {
         let payload = parse(body.as_bytes()).expect("valid");
         assert!(payload.is_withdrawal());
         assert_eq!(payload.user().to_string(), USER);
-        assert!(looks_like_withdrawal(body.as_bytes()));
+        assert!(read_call(body.as_bytes()).withdrawal);
     }
 
     #[test]
@@ -205,11 +230,12 @@ mod tests {
     #[test]
     fn the_store_of_an_invalid_call_is_still_known() {
         let body = format!(r#"{{"webhook":"{WEBHOOK}","userUuid":"nope"}}"#);
-        assert_eq!(
-            webhook_of(body.as_bytes())
-                .map(|id| id.to_string())
-                .as_deref(),
-            Some(WEBHOOK)
-        );
+        let call = read_call(body.as_bytes());
+        assert_eq!(call.webhook.map(|id| id.to_string()).as_deref(), Some(WEBHOOK));
+        assert_eq!(call.payload.err(), Some(LinaPayloadError::InvalidUserUuid));
+        let duplicate = format!(r#"{{"delete":true,"delete":true,"webhook":"{WEBHOOK}"}}"#);
+        let call = read_call(duplicate.as_bytes());
+        assert!(call.withdrawal, "a refused body keeps its hints");
+        assert_eq!(call.payload.err(), Some(LinaPayloadError::DuplicateKey));
     }
 }

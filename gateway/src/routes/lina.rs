@@ -31,19 +31,17 @@ pub async fn receive(
     )?;
     check_path_secret(&secret, &lina.path_secrets)?;
     let body = read_limited(&request, payload, state.body).await?;
+    let call = lina::read_call(&body);
     let refusal = match require_json(&request) {
-        Ok(()) => lina::parse(&body)
-            .err()
-            .map(GatewayError::InvalidLinaPayload),
+        Ok(()) => call.payload.err().map(GatewayError::InvalidLinaPayload),
         Err(_) => Some(GatewayError::LinaUnsupportedMediaType),
     };
-    let withdrawal = lina::looks_like_withdrawal(&body);
-    let kind = if withdrawal {
+    let kind = if call.withdrawal {
         EventKind::LinaWithdrawal
     } else {
         EventKind::LinaConsent
     };
-    let envelope = Envelope::new(kind, lina::webhook_of(&body), body.to_vec());
+    let envelope = Envelope::new(kind, call.webhook, body.to_vec());
     let id = envelope.id;
     let record = SpoolRecord {
         envelope,

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::settings::AmqpSettings;
 use indicatif::ProgressBar;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection};
 
 use super::{DlqError, Filter, ParkedMessage, ParkingQueue};
@@ -250,17 +249,7 @@ fn connector(settings: &AmqpSettings) -> Arc<AmqpConnector> {
     settings.connector("dlq")
 }
 
-/// Messages ready in `queue` (a passive declare: changes nothing).
+/// Messages ready in `queue`.
 async fn depth(channel: &Channel, queue: &str) -> Result<u32, DlqError> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(declared.message_count())
+    Ok(common::amqp::queue_depth(channel, queue).await?.messages)
 }
