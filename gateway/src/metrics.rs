@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    register_histogram_vec_with_registry, register_histogram_with_registry,
+    register_int_counter_vec_with_registry, register_int_counter_with_registry,
+    register_int_gauge_with_registry,
 };
 
 use crate::spool::Spool;
@@ -26,84 +29,69 @@ impl GatewayMetrics {
         let registry = common::metrics::registry();
         let latency = common::metrics::latency_buckets();
         let metrics = GatewayMetrics {
-            requests: IntCounterVec::new(
+            requests: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_http_requests_total",
                     "Webhook requests by sender and answer.",
                 ),
                 &["source", "status"],
+                registry
             )?,
-            duration: HistogramVec::new(
+            duration: register_histogram_vec_with_registry!(
                 HistogramOpts::new(
                     "intake_http_request_duration_seconds",
                     "Time to answer a webhook request.",
                 )
                 .buckets(latency.clone()),
                 &["source"],
+                registry
             )?,
-            confirm: Histogram::with_opts(
+            confirm: register_histogram_with_registry!(
                 HistogramOpts::new(
                     "intake_publish_confirm_seconds",
                     "Time for the broker to confirm a publish.",
                 )
                 .buckets(latency),
+                registry
             )?,
-            publish_failures: IntCounterVec::new(
+            publish_failures: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_publish_failures_total",
                     "Publishes the broker did not confirm, by reason.",
                 ),
                 &["reason"],
+                registry
             )?,
-            stored: IntCounterVec::new(
+            stored: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_gateway_events_total",
                     "Events kept by the gateway: published, spooled, or quarantined (LINA calls that failed validation).",
                 ),
                 &["kind", "stored"],
+                registry
             )?,
-            spool_refused: IntCounter::new(
+            spool_refused: register_int_counter_with_registry!(
                 "intake_spool_refused_total",
                 "LINA calls refused because the spool was full (lost: LINA never resends).",
+                registry
             )?,
-            spool_bytes: IntGauge::new("intake_spool_bytes", "Bytes waiting in the LINA spool.")?,
-            spool_events: IntGauge::new(
+            spool_bytes: register_int_gauge_with_registry!(
+                "intake_spool_bytes",
+                "Bytes waiting in the LINA spool.",
+                registry
+            )?,
+            spool_events: register_int_gauge_with_registry!(
                 "intake_spool_events",
                 "Events waiting in the LINA spool.",
+                registry
             )?,
-            broker_up: IntGauge::new(
+            broker_up: register_int_gauge_with_registry!(
                 "intake_broker_up",
                 "1 while the gateway's broker connection is up.",
+                registry
             )?,
             registry,
         };
-        metrics
-            .registry
-            .register(Box::new(metrics.requests.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.duration.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.confirm.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.publish_failures.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.stored.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.spool_refused.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.spool_bytes.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.spool_events.clone()))?;
-        metrics
-            .registry
-            .register(Box::new(metrics.broker_up.clone()))?;
         Ok(metrics)
     }
 

@@ -7,7 +7,9 @@ use lapin::Connection;
 use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Registry, register_histogram_vec_with_registry, register_histogram_with_registry,
+    register_int_counter_vec_with_registry, register_int_counter_with_registry,
+    register_int_gauge_vec_with_registry, register_int_gauge_with_registry,
 };
 
 /// Outcomes of the senders' events and of e-mail jobs in `intake_events_total`.
@@ -47,122 +49,107 @@ pub struct WorkerStats {
 
 impl WorkerStats {
     pub fn new() -> Result<WorkerStats, prometheus::Error> {
+        let registry = common::metrics::registry();
         let stats = WorkerStats {
-            registry: common::metrics::registry(),
-            events: IntCounterVec::new(
+            events: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_events_total",
                     "Events and jobs settled by the worker, by kind and outcome.",
                 ),
                 &["kind", "outcome"],
+                registry
             )?,
-            event_age: HistogramVec::new(
+            event_age: register_histogram_vec_with_registry!(
                 HistogramOpts::new(
                     "intake_event_age_seconds",
                     "Time from the gateway's receipt to the event being applied.",
                 )
                 .buckets(common::metrics::latency_buckets()),
                 &["kind"],
+                registry
             )?,
-            emails: IntCounterVec::new(
+            emails: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_emails_total",
                     "Acknowledgement e-mails: sent, failed (refused for good), skipped (already sent or withdrawn).",
                 ),
                 &["outcome"],
+                registry
             )?,
-            erasures: IntCounterVec::new(
+            erasures: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_erasures_total",
                     "Erasures of a person's data, by source.",
                 ),
                 &["source"],
+                registry
             )?,
-            batches: IntCounter::new(
+            batches: register_int_counter_with_registry!(
                 "intake_worker_batches_total",
                 "Batches applied (one transaction each).",
+                registry
             )?,
-            batch_size: Histogram::with_opts(
+            batch_size: register_histogram_with_registry!(
                 HistogramOpts::new("intake_worker_batch_size", "Deliveries per applied batch.")
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+                registry
             )?,
-            batch_seconds: HistogramVec::new(
+            batch_seconds: register_histogram_vec_with_registry!(
                 HistogramOpts::new(
                     "intake_worker_batch_seconds",
                     "Time to process a batch, from applying (or sending) to its ack, by queue.",
                 )
                 .buckets(common::metrics::latency_buckets()),
                 &["queue"],
+                registry
             )?,
-            queue_messages: IntGaugeVec::new(
+            queue_messages: register_int_gauge_vec_with_registry!(
                 Opts::new(
                     "intake_queue_messages",
                     "Messages ready in each queue, read when scraped.",
                 ),
                 &["queue"],
+                registry
             )?,
-            queue_consumers: IntGaugeVec::new(
+            queue_consumers: register_int_gauge_vec_with_registry!(
                 Opts::new(
                     "intake_queue_consumers",
                     "Consumers on each queue, read when scraped.",
                 ),
                 &["queue"],
+                registry
             )?,
-            retention_erasures: IntCounterVec::new(
+            retention_erasures: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_retention_erasures_total",
                     "People erased because INTAKE_RETENTION passed.",
                 ),
                 &["source"],
+                registry
             )?,
-            dead_letters_purged: IntCounterVec::new(
+            dead_letters_purged: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_dead_letters_purged_total",
                     "Dead letters purged because INTAKE_DLQ_RETENTION passed.",
                 ),
                 &["queue"],
+                registry
             )?,
-            dead_letter_oldest: IntGaugeVec::new(
+            dead_letter_oldest: register_int_gauge_vec_with_registry!(
                 Opts::new(
                     "intake_dead_letter_oldest_age_seconds",
                     "Age of the oldest message left in each parking queue (0: empty), at the last retention round.",
                 ),
                 &["queue"],
+                registry
             )?,
-            dead_letter_retention: IntGauge::new(
+            dead_letter_retention: register_int_gauge_with_registry!(
                 "intake_dead_letter_retention_seconds",
                 "INTAKE_DLQ_RETENTION: dead letters older than this are purged.",
+                registry
             )?,
+            registry,
         };
-        stats.registry.register(Box::new(stats.events.clone()))?;
-        stats.registry.register(Box::new(stats.event_age.clone()))?;
-        stats.registry.register(Box::new(stats.emails.clone()))?;
-        stats.registry.register(Box::new(stats.erasures.clone()))?;
-        stats.registry.register(Box::new(stats.batches.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.batch_size.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.batch_seconds.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.queue_messages.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.queue_consumers.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.retention_erasures.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.dead_letters_purged.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.dead_letter_oldest.clone()))?;
-        stats
-            .registry
-            .register(Box::new(stats.dead_letter_retention.clone()))?;
         Ok(stats)
     }
 
