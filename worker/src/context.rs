@@ -30,3 +30,18 @@ pub struct WorkerContext {
     /// Bounds that work: a consumer waits before it leaves more.
     pub background_slots: Arc<Semaphore>,
 }
+
+impl WorkerContext {
+    /// What planning a batch needs of the settings (`apply::jobs::Rules`).
+    pub fn rules(&self) -> crate::apply::jobs::Rules<'_> {
+        crate::apply::jobs::Rules {
+            hasher: &self.hasher,
+            lt_email_pointer: &self.settings.lt_email_pointer,
+            lt_event_time_pointer: self.settings.lt_event_time_pointer.as_deref(),
+            lt_resend_window: self.settings.lt_resend_window,
+            first_name_pointer: &self.email.settings.first_name_pointer,
+            language_pointer: &self.email.settings.language_pointer,
+            ids: &crate::apply::jobs::UuidV7,
+        }
+    }
+}

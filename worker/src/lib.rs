@@ -14,11 +14,3 @@ pub mod error;
 pub mod metrics;
 pub mod settings;
 pub mod startup;
-
-// Old paths, kept while the model-based test is written against them.
-#[doc(hidden)]
-pub use admin::stores as lina;
-#[doc(hidden)]
-pub use admin::subject;
-#[doc(hidden)]
-pub use background::retention;

@@ -25,7 +25,7 @@
 //! Replay a failing history (the failure message names its seed):
 //! `INTAKE_MODEL_SEED=<seed> cargo nextest run -p intake-tests --test api -E 'test(model::)'`.
 //! `INTAKE_MODEL_VERBOSE=1` (with `--no-capture`) prints every history.
-//! Run more histories (in all, split over the four tests; default 32):
+//! Run more histories (in all, split over the four tests; default 64):
 //! `INTAKE_MODEL_HISTORIES=200 cargo nextest run -p intake-tests --test api -E 'test(model::)'`.
 
 use std::collections::VecDeque;
@@ -39,15 +39,15 @@ use common::{Envelope, EventKind};
 use intake_tests::{TestApp, TestOptions, personal_strings, spawn_app_with};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use worker::lina::{LinaCommand, LinaContext, WebhooksCommand};
-use worker::subject::{SubjectCommand, Who as SubjectWho};
+use worker::admin::stores::{LinaCommand, LinaContext, WebhooksCommand};
+use worker::admin::subject::{SubjectCommand, Who as SubjectWho};
 
 /// `INTAKE_LT_RESEND_WINDOW` of the test workers.
 const WINDOW_MS: i64 = 1500;
 /// `INTAKE_ERASURE_CLOCK_MARGIN` of the test workers and admin commands.
 const MARGIN_MS: u64 = 100;
 /// Histories in all by default (split over the four tests).
-const DEFAULT_HISTORIES: u64 = 32;
+const DEFAULT_HISTORIES: u64 = 64;
 const TESTS: u64 = 4;
 const LT_SUBJECTS: usize = 2;
 /// LINA employees: the first two of store 0 (registered at the start), the
@@ -973,7 +973,7 @@ impl History {
         let pool = self.app.pool();
         let mailer = worker::email::Mailer::new(&self.app.mail_settings()).unwrap();
         let mut out = Vec::new();
-        let result = worker::subject::run(
+        let result = worker::admin::subject::run(
             SubjectCommand::Erase { who: subject },
             &pool,
             &self.app.hasher(),
@@ -1029,8 +1029,11 @@ impl History {
             .await
             .unwrap();
         let context = worker.context();
-        let erased =
-            worker::retention::erase_expired(&context, Duration::from_secs(365 * 24 * 3600)).await;
+        let erased = worker::background::retention::erase_expired(
+            &context,
+            Duration::from_secs(365 * 24 * 3600),
+        )
+        .await;
         if erased.as_ref().ok() != Some(&1) {
             self.fail(&format!("retention erased {erased:?}, expected 1"));
         }
@@ -1051,7 +1054,9 @@ impl History {
             answers: &mut Cursor::new(Vec::new()),
             out: &mut out,
         };
-        if let Err(error) = worker::lina::run(LinaCommand::Webhooks { command }, context).await {
+        if let Err(error) =
+            worker::admin::stores::run(LinaCommand::Webhooks { command }, context).await
+        {
             self.fail(&format!("worker lina failed: {error}"));
         }
         String::from_utf8_lossy(&out).trim().to_owned()

@@ -46,13 +46,14 @@ pub async fn apply_batch(
     context: &WorkerContext,
     envelopes: &[Result<Envelope, EnvelopeError>],
 ) -> Result<Applied, JobError> {
+    let rules = context.rules();
     let prepared: Vec<PreparedEvent<'_>> = envelopes
         .iter()
         .map(|envelope| {
             let envelope = envelope
                 .as_ref()
                 .map_err(|error| JobError::permanent("bad_envelope", error.to_string()))?;
-            Ok((envelope, jobs::prepare(context, envelope)?))
+            Ok((envelope, jobs::prepare(&rules, envelope)?))
         })
         .collect();
     let mut client = context.pool.get().await?;
@@ -202,7 +203,7 @@ fn plan<'a>(
         .ok_or_else(|| JobError::Transient("a subject of the batch was not locked".into()))?;
     Ok((
         event.subject,
-        jobs::plan(context, envelope, event, state, stores)?,
+        jobs::plan(&context.rules(), envelope, event, state, stores)?,
     ))
 }
 

@@ -14,9 +14,8 @@ use common::senders::lt::LtPayload;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::Prepared;
+use super::{Prepared, Rules};
 use crate::apply::pipeline::{Param, Statement, Yields};
-use crate::context::WorkerContext;
 use crate::email::language_of;
 use crate::error::JobError;
 
@@ -63,7 +62,7 @@ pub struct ApplicationRow<'a> {
 }
 
 pub fn row<'a>(
-    context: &WorkerContext,
+    rules: &Rules<'_>,
     envelope: &Envelope,
     prepared: &'a Prepared,
     payload: &'a LtPayload,
@@ -72,10 +71,9 @@ pub fn row<'a>(
         .email
         .as_deref()
         .ok_or_else(|| JobError::permanent("missing_email", "an application needs an e-mail"))?;
-    let settings = &context.email.settings;
     let first_name = payload
         .profile
-        .pointer(&settings.first_name_pointer)
+        .pointer(rules.first_name_pointer)
         .and_then(Value::as_str)
         .filter(|name| !name.trim().is_empty());
     Ok(ApplicationRow {
@@ -84,9 +82,9 @@ pub fn row<'a>(
         status: payload.status.as_str(),
         profile: &payload.profile,
         received_at: envelope.received_at,
-        outbox_id: Uuid::now_v7(),
+        outbox_id: rules.ids.next_id(),
         subject: prepared.subject.as_bytes(),
-        language: language_of(&payload.profile, &settings.language_pointer),
+        language: language_of(&payload.profile, rules.language_pointer),
         first_name,
     })
 }

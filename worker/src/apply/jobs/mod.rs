@@ -7,6 +7,7 @@
 
 pub mod lina_consent;
 mod lt_application;
+mod rules;
 pub mod stores;
 
 use chrono::{DateTime, Utc};
@@ -20,10 +21,11 @@ use uuid::Uuid;
 use crate::apply::erasure::{self, Cause, Person, When};
 use crate::apply::pipeline::Statement;
 use crate::apply::subject_state::{Effect, Event, OrderKey, SubjectState, Verdict};
-use crate::context::WorkerContext;
 use crate::error::JobError;
 use lt_application::ApplicationRow;
 use stores::Stores;
+
+pub use rules::{IdSource, Rules, UuidV7};
 
 /// What applying an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,18 +110,16 @@ pub struct Prepared {
 }
 
 /// Parses an event once: what to do, to whom, and where it stands in order.
-pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared, JobError> {
-    let settings = &context.settings;
+pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Prepared, JobError> {
     let (job, body, person, event_time) = match envelope.kind {
         EventKind::LtApplication | EventKind::LtRevocation => {
-            let payload = lt::parse(&envelope.body, &settings.lt_email_pointer)
+            let payload = lt::parse(&envelope.body, rules.lt_email_pointer)
                 .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
             let person = Person::Lt {
                 user_id: payload.user_id.clone(),
             };
-            let event_time =
-                sender_time(&payload.profile, settings.lt_event_time_pointer.as_deref());
-            let body = context.hasher.body(&payload.profile);
+            let event_time = sender_time(&payload.profile, rules.lt_event_time_pointer);
+            let body = rules.hasher.body(&payload.profile);
             // The payload decides, not the header: the gateway derived one from the other.
             let job = if payload.is_revocation() {
                 Job::LtRevocation(payload)
@@ -136,8 +136,8 @@ pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared,
                 user: payload.user(),
             };
             let body = match &payload {
-                LinaPayload::Consent(consent) => context.hasher.body(&consent.data),
-                LinaPayload::Withdrawal { .. } => context.hasher.body(&Value::Null),
+                LinaPayload::Consent(consent) => rules.hasher.body(&consent.data),
+                LinaPayload::Withdrawal { .. } => rules.hasher.body(&Value::Null),
             };
             let job = match payload {
                 LinaPayload::Consent(consent) => Job::LinaConsent(consent),
@@ -163,7 +163,7 @@ pub fn prepare(context: &WorkerContext, envelope: &Envelope) -> Result<Prepared,
         sender_resends: envelope.kind.source() == Source::Lt,
     };
     Ok(Prepared {
-        subject: person.key(&context.hasher),
+        subject: person.key(rules.hasher),
         source: envelope.kind.source(),
         person,
         event,
@@ -253,7 +253,7 @@ impl Planned<'_> {
 /// sends every event's statements at once (see `pipeline`). An `Err` is
 /// this event's alone (it is set aside, the others go on).
 pub fn plan<'a>(
-    context: &WorkerContext,
+    rules: &Rules<'_>,
     envelope: &'a Envelope,
     prepared: &'a Prepared,
     state: &SubjectState,
@@ -268,7 +268,7 @@ pub fn plan<'a>(
             return Err(lina_consent::unknown_webhook());
         }
     }
-    match state.judge(event, context.settings.lt_resend_window) {
+    match state.judge(event, rules.lt_resend_window) {
         Verdict::Apply => {}
         Verdict::Duplicate => return Ok(Planned::dropped(Outcome::Duplicate)),
         // Counted as a duplicate; only the body's receipt time moves.
@@ -285,7 +285,7 @@ pub fn plan<'a>(
     }
     let write = match &prepared.job {
         Job::LtApplication(payload) => {
-            Write::Application(lt_application::row(context, envelope, prepared, payload)?)
+            Write::Application(lt_application::row(rules, envelope, prepared, payload)?)
         }
         Job::LinaConsent(consent) => Write::Statement(lina_consent::statement(envelope, consent)),
         Job::LtRevocation(_) | Job::LinaWithdrawal { .. } => {
@@ -319,7 +319,222 @@ pub fn plan<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::subject_state::RecentBody;
     use serde_json::json;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// Ids 1, 2, 3, …: a plan's statements are the same every run.
+    struct Counting(AtomicU64);
+
+    impl IdSource for Counting {
+        fn next_id(&self) -> Uuid {
+            Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::Relaxed) + 1))
+        }
+    }
+
+    const STORE: &str = "48138367-3eba-4772-b2bf-6bbd11840efb";
+    const USER: &str = "c6425258-a870-498d-8173-6c2341c934e0";
+
+    fn body(kind: EventKind) -> String {
+        match kind {
+            EventKind::LtApplication => {
+                r#"{"mydatashare_user_id":"u1","status":"updated","email":"a@example.fi"}"#.into()
+            }
+            EventKind::LtRevocation => r#"{"mydatashare_user_id":"u1","status":"revoked"}"#.into(),
+            EventKind::LinaConsent => {
+                format!(r#"{{"webhook":"{STORE}","userUuid":"{USER}","userName":"Weiß"}}"#)
+            }
+            _ => format!(r#"{{"delete":true,"webhook":"{STORE}","userUuid":"{USER}"}}"#),
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Before {
+        Nothing,
+        LiveOlder,
+        TombstoneOlder,
+        ThisEvent,
+        Newer,
+        SameBodyLive,
+        SameBodyTombstone,
+    }
+
+    fn state(before: Before, event: &Event) -> SubjectState {
+        let older = OrderKey {
+            at: event.order.at - chrono::TimeDelta::seconds(10),
+            id: Uuid::nil(),
+        };
+        let newer = OrderKey {
+            at: event.order.at + chrono::TimeDelta::seconds(10),
+            id: Uuid::max(),
+        };
+        let same_body = vec![RecentBody {
+            hash: event.body,
+            received_at: older.at,
+        }];
+        let (newest, erased, recent_bodies) = match before {
+            Before::Nothing => (None, false, vec![]),
+            Before::LiveOlder => (Some(older), false, vec![]),
+            Before::TombstoneOlder => (Some(older), true, vec![]),
+            Before::ThisEvent => (Some(event.order), false, vec![]),
+            Before::Newer => (Some(newer), false, vec![]),
+            Before::SameBodyLive => (Some(older), false, same_body),
+            Before::SameBodyTombstone => (Some(older), true, same_body),
+        };
+        SubjectState {
+            newest,
+            recent_bodies,
+            erased,
+        }
+    }
+
+    /// A plan's writes as their first words (the table a statement writes).
+    fn heads(planned: &Planned<'_>) -> Vec<String> {
+        planned
+            .writes
+            .iter()
+            .map(|write| match write {
+                Write::Application(_) => "UPSERT lt_application + email_outbox".to_owned(),
+                Write::Statement(statement) => {
+                    let words: Vec<&str> = statement.sql.split_whitespace().take(4).collect();
+                    words.join(" ")
+                }
+            })
+            .collect()
+    }
+
+    const ERASE_LT: [&str; 4] = [
+        "DELETE FROM lt_application WHERE",
+        "SELECT id FROM email_outbox",
+        "DELETE FROM email_outbox WHERE",
+        "INSERT INTO erasure_log (subject_key,",
+    ];
+    const ERASE_LINA: [&str; 4] = [
+        "DELETE FROM lina_employee WHERE",
+        "SELECT id FROM email_outbox",
+        "DELETE FROM email_outbox WHERE",
+        "INSERT INTO erasure_log (subject_key,",
+    ];
+    const UPSERT_LT: [&str; 1] = ["UPSERT lt_application + email_outbox"];
+    const UPSERT_LINA: [&str; 1] = ["INSERT INTO lina_employee (webhook,"];
+
+    /// Every kind × what the subject's state was × the plan: its outcome,
+    /// its statements, and whether the state is written back.
+    #[test]
+    fn the_plan_table() {
+        use Before::*;
+        use EventKind::*;
+        use Outcome::{Applied, Duplicate, Erased, Stale};
+        let none: &[&str] = &[];
+        #[rustfmt::skip]
+        let table: Vec<(EventKind, Before, Outcome, &[&str], bool)> = vec![
+            (LtApplication, Nothing, Applied, &UPSERT_LT, true),
+            (LtApplication, LiveOlder, Applied, &UPSERT_LT, true),
+            (LtApplication, TombstoneOlder, Stale, none, false), // an `updated` of nothing
+            (LtApplication, ThisEvent, Duplicate, none, false),
+            (LtApplication, Newer, Stale, none, false),
+            (LtApplication, SameBodyLive, Duplicate, none, true), // a resend: its receipt time moves
+            (LtApplication, SameBodyTombstone, Duplicate, none, true),
+            (LtRevocation, Nothing, Erased, &ERASE_LT, true),
+            (LtRevocation, LiveOlder, Erased, &ERASE_LT, true),
+            (LtRevocation, TombstoneOlder, Erased, &ERASE_LT, true),
+            (LtRevocation, ThisEvent, Duplicate, none, false),
+            (LtRevocation, Newer, Stale, none, false),
+            (LtRevocation, SameBodyLive, Erased, &ERASE_LT, true), // live data: it must erase
+            (LtRevocation, SameBodyTombstone, Duplicate, none, true),
+            (LinaConsent, Nothing, Applied, &UPSERT_LINA, true),
+            (LinaConsent, LiveOlder, Applied, &UPSERT_LINA, true),
+            (LinaConsent, TombstoneOlder, Applied, &UPSERT_LINA, true), // consent given again
+            (LinaConsent, ThisEvent, Duplicate, none, false),
+            (LinaConsent, Newer, Stale, none, false),
+            (LinaConsent, SameBodyLive, Applied, &UPSERT_LINA, true), // LINA never resends
+            (LinaConsent, SameBodyTombstone, Applied, &UPSERT_LINA, true),
+            (LinaWithdrawal, Nothing, Erased, &ERASE_LINA, true),
+            (LinaWithdrawal, LiveOlder, Erased, &ERASE_LINA, true),
+            (LinaWithdrawal, TombstoneOlder, Erased, &ERASE_LINA, true),
+            (LinaWithdrawal, ThisEvent, Duplicate, none, false),
+            (LinaWithdrawal, Newer, Stale, none, false),
+            (LinaWithdrawal, SameBodyLive, Erased, &ERASE_LINA, true),
+            (LinaWithdrawal, SameBodyTombstone, Erased, &ERASE_LINA, true),
+        ];
+        let hasher =
+            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into());
+        let ids = Counting(AtomicU64::new(0));
+        let rules = Rules {
+            hasher: &hasher,
+            lt_email_pointer: "/email",
+            lt_event_time_pointer: None,
+            lt_resend_window: Duration::from_secs(3600),
+            first_name_pointer: "/first_name",
+            language_pointer: "/language",
+            ids: &ids,
+        };
+        let store: Uuid = STORE.parse().unwrap_or_default();
+        let stores = Stores::with(&[store], &[]);
+        for (kind, before, outcome, statements, saves) in table {
+            let tenant = (kind.source() == Source::Lina).then_some(store);
+            let envelope = Envelope::new(kind, tenant, body(kind).into_bytes());
+            let prepared = prepare(&rules, &envelope).unwrap_or_else(|error| panic!("{error}"));
+            let state = state(before, &prepared.event);
+            let planned = plan(&rules, &envelope, &prepared, &state, &stores)
+                .unwrap_or_else(|error| panic!("{kind:?} {before:?}: {error}"));
+            let case = format!("{kind:?} after {before:?}");
+            assert_eq!(planned.outcome, outcome, "{case}");
+            assert_eq!(heads(&planned), statements, "{case}");
+            assert_eq!(planned.state.is_some(), saves, "{case}");
+            if let Some(next) = &planned.state
+                && outcome != Duplicate
+            {
+                assert_eq!(
+                    next.newest,
+                    Some(prepared.event.order),
+                    "{case}: the new order key"
+                );
+                assert_eq!(next.erased, outcome == Erased, "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lina_event_before_its_store_was_removed_is_stale_and_an_unknown_store_parks_it() {
+        let hasher =
+            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into());
+        let rules = Rules {
+            hasher: &hasher,
+            lt_email_pointer: "/email",
+            lt_event_time_pointer: None,
+            lt_resend_window: Duration::from_secs(3600),
+            first_name_pointer: "/first_name",
+            language_pointer: "/language",
+            ids: &UuidV7,
+        };
+        let store: Uuid = STORE.parse().unwrap_or_default();
+        let envelope = Envelope::new(
+            EventKind::LinaConsent,
+            Some(store),
+            body(EventKind::LinaConsent).into_bytes(),
+        );
+        let prepared = prepare(&rules, &envelope).unwrap_or_else(|error| panic!("{error}"));
+        let removal = OrderKey {
+            at: prepared.event.order.at + chrono::TimeDelta::seconds(1),
+            id: Uuid::nil(),
+        };
+        let state = SubjectState::default();
+        for stores in [
+            Stores::with(&[], &[(store, removal)]),
+            Stores::with(&[store], &[(store, removal)]),
+        ] {
+            let planned = plan(&rules, &envelope, &prepared, &state, &stores)
+                .unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(planned.outcome, Outcome::Stale, "removed, re-added or not");
+        }
+        let unknown = plan(&rules, &envelope, &prepared, &state, &Stores::default());
+        assert_eq!(
+            unknown.err().map(|error| error.reason()),
+            Some("unknown_webhook")
+        );
+    }
 
     #[test]
     fn the_sender_time_is_used_only_where_configured_and_valid() {
