@@ -7,7 +7,6 @@
 //! pays neither savepoints nor a round trip per statement).
 
 use common::Envelope;
-use common::envelope::EnvelopeError;
 use common::subject::SubjectKey;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -37,31 +36,21 @@ pub struct Applied {
     pub followups: Followups,
 }
 
-type PreparedEvent<'a> = Result<(&'a Envelope, Prepared), JobError>;
+/// An event of the batch, with its envelope.
+pub type PreparedEvent<'a> = (&'a Envelope, Prepared);
 
-/// Applies every envelope (those that do not parse fail permanently) and
-/// commits. `Err` means nothing was committed: the whole batch is to be
-/// tried again.
+/// Applies the prepared events (one result each, in order) and commits.
+/// `Err` means nothing was committed: the whole batch is to be tried again.
 pub async fn apply_batch(
     context: &WorkerContext,
-    envelopes: &[Result<Envelope, EnvelopeError>],
+    prepared: &[PreparedEvent<'_>],
 ) -> Result<Applied, JobError> {
-    let rules = context.rules();
-    let prepared: Vec<PreparedEvent<'_>> = envelopes
-        .iter()
-        .map(|envelope| {
-            let envelope = envelope
-                .as_ref()
-                .map_err(|error| JobError::permanent("bad_envelope", error.to_string()))?;
-            Ok((envelope, jobs::prepare(&rules, envelope)?))
-        })
-        .collect();
     let mut client = context.pool.get().await?;
-    match apply_pipelined(&mut client, context, &prepared).await? {
+    match apply_pipelined(&mut client, context, prepared).await? {
         Some(applied) => Ok(applied),
         // PostgreSQL refused a statement: redo the batch, each event in its
         // own savepoint, so the others still commit.
-        None => apply_one_by_one(&mut client, context, &prepared).await,
+        None => apply_one_by_one(&mut client, context, prepared).await,
     }
 }
 
@@ -170,7 +159,7 @@ async fn lock_batch(
     transaction: &common::db::Transaction<'_>,
     prepared: &[PreparedEvent<'_>],
 ) -> Result<(States, Stores), JobError> {
-    let events = || prepared.iter().flatten().map(|(_, event)| event);
+    let events = || prepared.iter().map(|(_, event)| event);
     let subjects: Vec<_> = events()
         .map(|event| (event.subject, event.source))
         .collect();
@@ -195,7 +184,7 @@ fn plan<'a>(
     states: &States,
     stores: &Stores,
 ) -> Result<(SubjectKey, Planned<'a>), JobError> {
-    let (envelope, event) = item.as_ref().map_err(Clone::clone)?;
+    let (envelope, event) = item;
     // The batch locked every subject it holds: a missing state is a bug,
     // and guessing one could apply a stale event.
     let state = states

@@ -14,10 +14,7 @@
 
 use std::collections::HashMap;
 
-use common::Envelope;
-use common::envelope::EnvelopeError;
 use common::subject::SubjectKey;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::apply::EventResult;
@@ -33,30 +30,14 @@ use crate::error::JobError;
 /// spends most of its time waiting: lettre writes a message's body and its
 /// final dot separately, so each message waits out the server's delayed ACK
 /// (~40 ms).
-pub async fn send_batch(
-    context: &WorkerContext,
-    envelopes: &[Result<Envelope, EnvelopeError>],
-) -> Vec<EventResult> {
-    let jobs: Vec<Result<Uuid, JobError>> = envelopes.iter().map(job_outbox_id).collect();
+pub async fn send_batch(context: &WorkerContext, outbox_ids: &[Uuid]) -> Vec<EventResult> {
+    let jobs: Vec<Result<Uuid, JobError>> = outbox_ids.iter().copied().map(Ok).collect();
     let chunk_size = context.email.settings.concurrency.max(1);
     let mut results = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(chunk_size) {
         results.extend(send_chunk(context, chunk).await);
     }
     results
-}
-
-fn job_outbox_id(envelope: &Result<Envelope, EnvelopeError>) -> Result<Uuid, JobError> {
-    let envelope = envelope
-        .as_ref()
-        .map_err(|error| JobError::permanent("bad_envelope", error.to_string()))?;
-    outbox_id(envelope)
-        .ok_or_else(|| JobError::permanent("bad_email_job", "the job names no outbox row"))
-}
-
-fn outbox_id(envelope: &Envelope) -> Option<Uuid> {
-    let body: Value = serde_json::from_slice(&envelope.body).ok()?;
-    Uuid::parse_str(body.get("outbox_id")?.as_str()?).ok()
 }
 
 /// The chunk's free rows in one transaction; then, one by one, the jobs

@@ -11,7 +11,9 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use std::sync::Arc;
 
+use crate::apply::batch::PreparedEvent;
 use crate::apply::jobs::Outcome;
+use crate::apply::jobs::{self, Task};
 use crate::apply::{EventResult, apply_batch};
 use crate::consume::retry::Disposition;
 use crate::context::WorkerContext;
@@ -41,10 +43,7 @@ pub async fn process_batch(
         .iter()
         .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
         .collect();
-    let outcomes = match queue {
-        WorkQueue::Email => super::email::send_batch(context, &envelopes).await,
-        WorkQueue::Lt | WorkQueue::Lina => apply_events(context, &envelopes).await,
-    };
+    let outcomes = run_tasks(context, &envelopes).await;
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
         let envelope = envelope.as_ref().ok();
         match outcome {
@@ -72,14 +71,60 @@ pub async fn process_batch(
     Ok(())
 }
 
+/// Parses every delivery into its task (`jobs::prepare`) and runs them: the
+/// senders' events in one batch transaction, e-mail jobs in chunks. One
+/// result per delivery, in order; one that does not parse fails on its own.
+async fn run_tasks(
+    context: &Arc<WorkerContext>,
+    envelopes: &[Result<Envelope, EnvelopeError>],
+) -> Vec<EventResult> {
+    let rules = context.rules();
+    let mut results: Vec<Option<EventResult>> = vec![None; envelopes.len()];
+    let (mut events, mut event_slots) = (Vec::new(), Vec::new());
+    let (mut emails, mut email_slots) = (Vec::new(), Vec::new());
+    for (slot, envelope) in envelopes.iter().enumerate() {
+        let task = envelope
+            .as_ref()
+            .map_err(|error| JobError::permanent("bad_envelope", error.to_string()))
+            .and_then(|envelope| Ok((envelope, jobs::prepare(&rules, envelope)?)));
+        match task {
+            Ok((envelope, Task::Event(prepared))) => {
+                events.push((envelope, prepared));
+                event_slots.push(slot);
+            }
+            Ok((_, Task::Email(outbox_id))) => {
+                emails.push(outbox_id);
+                email_slots.push(slot);
+            }
+            Err(error) => results[slot] = Some(Err(error)),
+        }
+    }
+    if !events.is_empty() {
+        context.stats.batch(envelopes.len());
+        let applied = apply_events(context, &events).await;
+        for (slot, result) in event_slots.into_iter().zip(applied) {
+            results[slot] = Some(result);
+        }
+    }
+    if !emails.is_empty() {
+        let sent = super::email::send_batch(context, &emails).await;
+        for (slot, result) in email_slots.into_iter().zip(sent) {
+            results[slot] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err(JobError::Transient("not run".into()))))
+        .collect()
+}
+
 /// Applies a batch of the senders' events in one transaction, then queues
 /// the e-mails it created. A batch-wide failure fails every event in it.
 async fn apply_events(
     context: &Arc<WorkerContext>,
-    envelopes: &[Result<Envelope, EnvelopeError>],
+    events: &[PreparedEvent<'_>],
 ) -> Vec<EventResult> {
-    context.stats.batch(envelopes.len());
-    match apply_batch(context, envelopes).await {
+    match apply_batch(context, events).await {
         Ok(applied) => {
             queue_emails(context, applied.followups.emails).await;
             applied.results
@@ -87,10 +132,10 @@ async fn apply_events(
         Err(error) => {
             tracing::warn!(
                 message = "Batch not applied; every event in it will be retried.",
-                size = envelopes.len(),
+                size = events.len(),
                 %error,
             );
-            envelopes.iter().map(|_| Err(error.clone())).collect()
+            events.iter().map(|_| Err(error.clone())).collect()
         }
     }
 }

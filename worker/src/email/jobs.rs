@@ -12,6 +12,12 @@ pub fn job_body(outbox_id: Uuid) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The outbox row a job names (`None`: not a job of ours).
+pub fn outbox_id_of_job(body: &[u8]) -> Option<Uuid> {
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Uuid::parse_str(body.get("outbox_id")?.as_str()?).ok()
+}
+
 /// Publishes the jobs of these outbox rows; returns the ids published.
 pub async fn publish_jobs(context: &WorkerContext, ids: &[Uuid]) -> Vec<Uuid> {
     // Confirmed concurrently: a batch of new applications should not wait

@@ -14,7 +14,7 @@ pub mod outbox;
 mod settings;
 mod templates;
 
-pub use jobs::{job_body, publish_jobs};
+pub use jobs::{job_body, outbox_id_of_job, publish_jobs};
 pub use mailer::Mailer;
 pub use settings::{MailArgs, MailSettings, SmtpSettings};
 pub use templates::{Rendered, TemplateError, Templates, language_of};

@@ -109,8 +109,22 @@ pub struct Prepared {
     pub job: Job,
 }
 
-/// Parses an event once: what to do, to whom, and where it stands in order.
-pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Prepared, JobError> {
+/// What a delivery asks of the worker, from any queue: one dispatch.
+// One per delivery, moved straight into its batch: boxing the event would
+// cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Task {
+    /// A sender's event, applied in a batch transaction (`apply::batch`).
+    Event(Prepared),
+    /// An acknowledgement e-mail to send: the outbox row's id
+    /// (`consume::email`).
+    Email(Uuid),
+}
+
+/// Parses a delivery once: for an event, what to do, to whom, and where it
+/// stands in order; for an e-mail job, its outbox row.
+pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Task, JobError> {
     let (job, body, person, event_time) = match envelope.kind {
         EventKind::LtApplication | EventKind::LtRevocation => {
             let payload = lt::parse(&envelope.body, rules.lt_email_pointer)
@@ -146,10 +160,11 @@ pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Prepared, JobEr
             (job, body, person, None)
         }
         EventKind::EmailAcknowledgement => {
-            return Err(JobError::permanent(
-                "unsupported_kind",
-                format!("this worker does not handle {}", envelope.kind),
-            ));
+            return crate::email::outbox_id_of_job(&envelope.body)
+                .map(Task::Email)
+                .ok_or_else(|| {
+                    JobError::permanent("bad_email_job", "the job names no outbox row")
+                });
         }
     };
     let event = Event {
@@ -162,13 +177,13 @@ pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Prepared, JobEr
         effect: job.effect(),
         sender_resends: envelope.kind.source() == Source::Lt,
     };
-    Ok(Prepared {
+    Ok(Task::Event(Prepared {
         subject: person.key(rules.hasher),
         source: envelope.kind.source(),
         person,
         event,
         job,
-    })
+    }))
 }
 
 /// The sender's event time, never later than the gateway received the
@@ -389,6 +404,38 @@ mod tests {
         }
     }
 
+    fn event_of(task: Result<Task, JobError>) -> Prepared {
+        match task {
+            Ok(Task::Event(prepared)) => prepared,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_email_job_is_a_task_of_its_own_and_a_job_naming_no_row_is_refused() {
+        let hasher =
+            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into());
+        let rules = Rules {
+            hasher: &hasher,
+            lt_email_pointer: "/email",
+            lt_event_time_pointer: None,
+            lt_resend_window: Duration::from_secs(3600),
+            first_name_pointer: "/first_name",
+            language_pointer: "/language",
+            ids: &UuidV7,
+        };
+        let id = Uuid::now_v7();
+        let job = Envelope::new(
+            EventKind::EmailAcknowledgement,
+            None,
+            crate::email::job_body(id),
+        );
+        assert!(matches!(prepare(&rules, &job), Ok(Task::Email(named)) if named == id));
+        let bad = Envelope::new(EventKind::EmailAcknowledgement, None, b"{}".to_vec());
+        let refused = prepare(&rules, &bad).err().map(|error| error.reason());
+        assert_eq!(refused, Some("bad_email_job"));
+    }
+
     /// A plan's writes as their first words (the table a statement writes).
     fn heads(planned: &Planned<'_>) -> Vec<String> {
         planned
@@ -475,7 +522,7 @@ mod tests {
         for (kind, before, outcome, statements, saves) in table {
             let tenant = (kind.source() == Source::Lina).then_some(store);
             let envelope = Envelope::new(kind, tenant, body(kind).into_bytes());
-            let prepared = prepare(&rules, &envelope).unwrap_or_else(|error| panic!("{error}"));
+            let prepared = event_of(prepare(&rules, &envelope));
             let state = state(before, &prepared.event);
             let planned = plan(&rules, &envelope, &prepared, &state, &stores)
                 .unwrap_or_else(|error| panic!("{kind:?} {before:?}: {error}"));
@@ -515,7 +562,7 @@ mod tests {
             Some(store),
             body(EventKind::LinaConsent).into_bytes(),
         );
-        let prepared = prepare(&rules, &envelope).unwrap_or_else(|error| panic!("{error}"));
+        let prepared = event_of(prepare(&rules, &envelope));
         let removal = OrderKey {
             at: prepared.event.order.at + chrono::TimeDelta::seconds(1),
             id: Uuid::nil(),
