@@ -1,5 +1,6 @@
-//! The acknowledgement e-mail every new LT applicant gets (LT's contract):
-//! an acknowledgement plus the recruitment-process instructions.
+//! The acknowledgement e-mail every new LT applicant gets (LT's contract).
+//! Here: the outbox table, templates, composing, the mailer and publishing jobs; not here: the
+//! e-mail queue's consumer (`consume/email.rs`) and the outbox sweeper (`background/`).
 //!
 //! Exactly once per application: the outbox row is written in the same
 //! transaction that creates the application; the job (the row's id, never an

@@ -1,4 +1,6 @@
 //! `worker lina`: the LINA stores (webhooks) we take data from.
+//! Here: adding, listing, removing and registering stores; not here: applying LINA events
+//! (`apply/jobs/`) or the erasure a removal runs (`apply/erasure.rs`).
 //!
 //! A store is registered with LINA's Third Party API (`register`), or added
 //! by hand when it was registered elsewhere (`webhooks add`). Events naming

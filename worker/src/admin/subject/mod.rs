@@ -1,6 +1,6 @@
-//! Data-subject requests made to the partner directly (GDPR access and
-//! erasure), and the same erasure for retention: `worker subject export` and
-//! `worker subject erase`.
+//! `worker subject export` and `worker subject erase`: data-subject requests made to the partner.
+//! Here: the command line and the export; not here: the erasure itself (`apply/erasure.rs`),
+//! which retention (`background/`) calls as well.
 //!
 //! An erasure here is the one erasure every cause goes through
 //! (`crate::apply::erasure`): the person's data goes and their state row becomes a

@@ -1,4 +1,6 @@
-//! One module per kind of job, dispatched in one `match`.
+//! Parsing a delivery into its task and planning a sender's event: pure, unit-tested.
+//! Here: one module per kind, the planning rules' inputs, the LINA stores; not here: the
+//! database round trips (`apply/batch.rs`) or the verdict itself (`apply/subject_state.rs`).
 //!
 //! An event is first *prepared* (parsed once, its subject and order key
 //! known), so the batch can lock every subject up front in sorted order;
