@@ -439,6 +439,16 @@ impl TestApp {
         common::subject::SubjectHasher::new(SecretString::from(TEST_SUBJECT_HASH_KEY))
     }
 
+    /// One retention round of a worker of this app (`INTAKE_RETENTION` =
+    /// `retention`), as the background loop runs it; how many were erased.
+    pub async fn erase_expired(
+        &self,
+        retention: Duration,
+    ) -> Result<usize, worker::error::JobError> {
+        let worker = Worker::build(self.worker_settings()).await.unwrap();
+        worker::background::retention::erase_expired(&worker.context(), retention).await
+    }
+
     /// The single number a counting query returns.
     pub async fn count(&self, query: &str) -> i64 {
         self.db.query_one(query, &[]).await.unwrap().get(0)

@@ -122,7 +122,10 @@ pub fn read_call(body: &[u8]) -> LinaCall {
 
 /// Whether a call is meant as a withdrawal, and the store it names.
 fn hints(value: &Value) -> (bool, Option<Uuid>) {
-    let withdrawal = value.get("delete").and_then(Value::as_bool).unwrap_or(false);
+    let withdrawal = value
+        .get("delete")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     (withdrawal, uuid_field(value.get("webhook")))
 }
 
@@ -231,7 +234,10 @@ mod tests {
     fn the_store_of_an_invalid_call_is_still_known() {
         let body = format!(r#"{{"webhook":"{WEBHOOK}","userUuid":"nope"}}"#);
         let call = read_call(body.as_bytes());
-        assert_eq!(call.webhook.map(|id| id.to_string()).as_deref(), Some(WEBHOOK));
+        assert_eq!(
+            call.webhook.map(|id| id.to_string()).as_deref(),
+            Some(WEBHOOK)
+        );
         assert_eq!(call.payload.err(), Some(LinaPayloadError::InvalidUserUuid));
         let duplicate = format!(r#"{{"delete":true,"delete":true,"webhook":"{WEBHOOK}"}}"#);
         let call = read_call(duplicate.as_bytes());

@@ -77,7 +77,7 @@ impl Workload {
         let mut random = SplitMix(0x5eed_cafe);
         let length = |random: &mut SplitMix| {
             let low = (size.events_per_subject / 2).max(1);
-            low + (random.next() as usize) % (size.events_per_subject + 1)
+            low + (random.next_u64() as usize) % (size.events_per_subject + 1)
         };
         let mut subjects = Vec::new();
         for n in 0..size.lt_subjects {
@@ -103,10 +103,10 @@ impl Workload {
 }
 
 /// A tiny deterministic generator (SplitMix64): the same script every run.
-struct SplitMix(u64);
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -115,7 +115,7 @@ impl SplitMix {
     }
 
     fn percent(&mut self) -> u64 {
-        self.next() % 100
+        self.next_u64() % 100
     }
 }
 
@@ -133,7 +133,7 @@ fn lt_subject(run: &str, n: usize, length: usize, random: &mut SplitMix) -> Subj
         let roll = random.percent();
         let earlier: Vec<&Event> = events.iter().filter(|event| !event.erasure).collect();
         if !earlier.is_empty() && roll >= 88 {
-            let copy = earlier[random.next() as usize % earlier.len()].body.clone();
+            let copy = earlier[random.next_u64() as usize % earlier.len()].body.clone();
             events.push(Event {
                 erasure: false,
                 resend: true,

@@ -307,15 +307,10 @@ async fn erase(app: &TestApp, sender: Sender, cause: Cause) {
                     .await
                     .unwrap();
             }
-            let worker = worker::startup::Worker::build(app.worker_settings())
+            let erased = app
+                .erase_expired(Duration::from_secs(365 * 24 * 3600))
                 .await
                 .unwrap();
-            let erased = worker::background::retention::erase_expired(
-                &worker.context(),
-                Duration::from_secs(365 * 24 * 3600),
-            )
-            .await
-            .unwrap();
             assert_eq!(erased, 1);
         }
         (Cause::StoreRemoved, _) => {

@@ -88,7 +88,7 @@ async fn histories(test: u64) {
     let total = env_u64("INTAKE_MODEL_HISTORIES").unwrap_or(DEFAULT_HISTORIES);
     let mine = total / TESTS + u64::from(test < total % TESTS);
     // Fresh seeds each run (the failure message names the one that failed).
-    let mut seeds = Rng(Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ (test << 56));
+    let mut seeds = Rng::new(Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ (test << 56));
     for _ in 0..mine {
         run_history(seeds.next() >> 1).await;
     }
@@ -104,16 +104,16 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
-/// SplitMix64: small and good enough for choosing steps.
-struct Rng(u64);
+/// The chaos workload's SplitMix64: small and good enough for choosing steps.
+struct Rng(intake_tests::chaos::workload::SplitMix);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(intake_tests::chaos::workload::SplitMix(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -513,9 +513,9 @@ async fn run_history(seed: u64) {
         ..TestOptions::default()
     })
     .await;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let tag = format!("{:06x}", rng.next() & 0xff_ffff);
-    let mut ids = Rng(rng.next());
+    let mut ids = Rng::new(rng.next());
     let mut uuid = || {
         let mut bytes = [0; 16];
         bytes[..8].copy_from_slice(&ids.next().to_le_bytes());
@@ -1025,15 +1025,10 @@ impl History {
         if aged.ok() != Some(1) {
             self.fail(&format!("{}: the row to age is not there", self.name(who)));
         }
-        let worker = worker::startup::Worker::build(self.app.worker_settings())
-            .await
-            .unwrap();
-        let context = worker.context();
-        let erased = worker::background::retention::erase_expired(
-            &context,
-            Duration::from_secs(365 * 24 * 3600),
-        )
-        .await;
+        let erased = self
+            .app
+            .erase_expired(Duration::from_secs(365 * 24 * 3600))
+            .await;
         if erased.as_ref().ok() != Some(&1) {
             self.fail(&format!("retention erased {erased:?}, expected 1"));
         }

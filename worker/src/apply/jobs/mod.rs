@@ -406,6 +406,23 @@ mod tests {
         }
     }
 
+    static HASHER: std::sync::LazyLock<common::subject::SubjectHasher> =
+        std::sync::LazyLock::new(|| {
+            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into())
+        });
+
+    fn rules(ids: &dyn IdSource) -> Rules<'_> {
+        Rules {
+            hasher: &HASHER,
+            lt_email_pointer: "/email",
+            lt_event_time_pointer: None,
+            lt_resend_window: Duration::from_secs(3600),
+            first_name_pointer: "/first_name",
+            language_pointer: "/language",
+            ids,
+        }
+    }
+
     fn event_of(task: Result<Task, JobError>) -> Prepared {
         match task {
             Ok(Task::Event(prepared)) => prepared,
@@ -415,17 +432,7 @@ mod tests {
 
     #[test]
     fn an_email_job_is_a_task_of_its_own_and_a_job_naming_no_row_is_refused() {
-        let hasher =
-            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into());
-        let rules = Rules {
-            hasher: &hasher,
-            lt_email_pointer: "/email",
-            lt_event_time_pointer: None,
-            lt_resend_window: Duration::from_secs(3600),
-            first_name_pointer: "/first_name",
-            language_pointer: "/language",
-            ids: &UuidV7,
-        };
+        let rules = rules(&UuidV7);
         let id = Uuid::now_v7();
         let job = Envelope::new(
             EventKind::EmailAcknowledgement,
@@ -507,18 +514,8 @@ mod tests {
             (LinaWithdrawal, SameBodyLive, Erased, &ERASE_LINA, true),
             (LinaWithdrawal, SameBodyTombstone, Erased, &ERASE_LINA, true),
         ];
-        let hasher =
-            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into());
         let ids = Counting(AtomicU64::new(0));
-        let rules = Rules {
-            hasher: &hasher,
-            lt_email_pointer: "/email",
-            lt_event_time_pointer: None,
-            lt_resend_window: Duration::from_secs(3600),
-            first_name_pointer: "/first_name",
-            language_pointer: "/language",
-            ids: &ids,
-        };
+        let rules = rules(&ids);
         let store: Uuid = STORE.parse().unwrap_or_default();
         let stores = Stores::with(&[store], &[]);
         for (kind, before, outcome, statements, saves) in table {
@@ -547,17 +544,7 @@ mod tests {
 
     #[test]
     fn a_lina_event_before_its_store_was_removed_is_stale_and_an_unknown_store_parks_it() {
-        let hasher =
-            common::subject::SubjectHasher::new("a-key-of-sixteen-bytes".to_owned().into());
-        let rules = Rules {
-            hasher: &hasher,
-            lt_email_pointer: "/email",
-            lt_event_time_pointer: None,
-            lt_resend_window: Duration::from_secs(3600),
-            first_name_pointer: "/first_name",
-            language_pointer: "/language",
-            ids: &UuidV7,
-        };
+        let rules = rules(&UuidV7);
         let store: Uuid = STORE.parse().unwrap_or_default();
         let envelope = Envelope::new(
             EventKind::LinaConsent,
