@@ -133,7 +133,9 @@ fn lt_subject(run: &str, n: usize, length: usize, random: &mut SplitMix) -> Subj
         let roll = random.percent();
         let earlier: Vec<&Event> = events.iter().filter(|event| !event.erasure).collect();
         if !earlier.is_empty() && roll >= 88 {
-            let copy = earlier[random.next_u64() as usize % earlier.len()].body.clone();
+            let copy = earlier[random.next_u64() as usize % earlier.len()]
+                .body
+                .clone();
             events.push(Event {
                 erasure: false,
                 resend: true,
