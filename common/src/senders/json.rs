@@ -12,10 +12,21 @@ pub enum JsonError {
     DuplicateKey,
 }
 
-/// Parses JSON, refusing duplicate keys at any depth. Nesting is bounded by
-/// serde_json's recursion limit (128), so a deeply nested body is `Invalid`.
+/// The UTF-8 byte-order mark some platforms put before a JSON text.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `body` without a leading UTF-8 byte-order mark: RFC 8259 §8.1 lets a
+/// parser ignore one, and LT, which gives up after a few resends, would lose
+/// an application over it. The gateway stores the body without it too.
+pub fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(BOM).unwrap_or(body)
+}
+
+/// Parses JSON (a leading byte-order mark ignored), refusing duplicate keys
+/// at any depth. Nesting is bounded by serde_json's recursion limit (128),
+/// so a deeply nested body is `Invalid`.
 pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
-    match serde_json::from_slice::<UniqueKeys>(body) {
+    match serde_json::from_slice::<UniqueKeys>(without_bom(body)) {
         Ok(UniqueKeys(value)) => Ok(value),
         Err(error) if error.to_string().starts_with(DUPLICATE) => Err(JsonError::DuplicateKey),
         Err(_) => Err(JsonError::Invalid),
@@ -109,6 +120,18 @@ pub fn contains_nul(value: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored_and_only_there() {
+        assert_eq!(parse(b"\xEF\xBB\xBF{\"a\":1}"), Ok(json!({"a": 1})));
+        assert_eq!(without_bom(b"\xEF\xBB\xBF{}"), b"{}");
+        assert_eq!(without_bom(b"{}"), b"{}");
+        assert_eq!(
+            parse(b"\xEF\xBB\xBF\xEF\xBB\xBF{}"),
+            Err(JsonError::Invalid)
+        );
+        assert_eq!(parse(b"{\"a\":1}\xEF\xBB\xBF"), Err(JsonError::Invalid));
+    }
 
     #[test]
     fn finds_nul_in_nested_values_and_keys() {

@@ -4,7 +4,7 @@
 //! quarantine (with the reason, for ops to fix and replay).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::senders::lina;
+use common::senders::{json, lina};
 use common::{Envelope, EventKind};
 
 use crate::auth::check_path_secret;
@@ -31,7 +31,8 @@ pub async fn receive(
     )?;
     check_path_secret(&secret, &lina.path_secrets)?;
     let body = read_limited(&request, payload, state.body).await?;
-    let call = lina::read_call(&body);
+    let body = json::without_bom(&body);
+    let call = lina::read_call(body);
     let refusal = match require_json(&request) {
         Ok(()) => call.payload.err().map(GatewayError::InvalidLinaPayload),
         Err(_) => Some(GatewayError::LinaUnsupportedMediaType),

@@ -1,7 +1,7 @@
 //! `POST /webhooks/lt`: Luotettava Työntekijä's profile, update or revocation.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::senders::lt;
+use common::senders::{json, lt};
 use common::{Envelope, EventKind};
 
 use crate::auth::check_bearer;
@@ -24,7 +24,8 @@ pub async fn receive(
     check_bearer(&request, &state.lt_tokens)?;
     require_json(&request)?;
     let body = read_limited(&request, payload, state.body).await?;
-    let parsed = lt::parse(&body, &state.lt_email_pointer).map_err(|reason| {
+    let body = json::without_bom(&body);
+    let parsed = lt::parse(body, &state.lt_email_pointer).map_err(|reason| {
         tracing::info!(message = "LT payload refused.", reason = reason.code());
         GatewayError::InvalidLtPayload(reason)
     })?;

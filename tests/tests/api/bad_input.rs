@@ -140,11 +140,6 @@ fn cases(limit: usize) -> Vec<Case> {
         // LT
         lt("not JSON", "not json", "invalid_json"),
         lt("malformed UTF-8", invalid_utf8, "invalid_json"),
-        lt(
-            "UTF-8 byte order mark",
-            format!("\u{feff}{lt_ok}"),
-            "invalid_json",
-        ),
         lt("truncated JSON", &lt_ok[..lt_ok.len() - 7], "invalid_json"),
         lt(
             "arrays nested 5,000 deep",

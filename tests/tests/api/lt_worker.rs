@@ -102,3 +102,51 @@ async fn a_batch_of_deliveries_is_applied_in_one_transaction_and_acked_together(
     app.worker.take().unwrap().stop().await;
     assert_eq!(app.depth(WorkQueue::Lt).await, 0);
 }
+
+#[tokio::test]
+async fn a_body_with_a_utf8_byte_order_mark_is_accepted_and_stored_without_it() {
+    use lapin::options::BasicGetOptions;
+    let mut app = spawn_app_with(TestOptions {
+        start_worker: false,
+        ..TestOptions::default()
+    })
+    .await;
+    app.add_store("48138367-3eba-4772-b2bf-6bbd11840efb").await;
+    let lt = example("lt/new.json");
+    let lina = r#"{"webhook":"48138367-3eba-4772-b2bf-6bbd11840efb","userUuid":"c6425258-a870-498d-8173-6c2341c934e0","userName":"Weiß"}"#;
+    assert_eq!(app.post_lt(&format!("\u{feff}{lt}")).await.status(), 200);
+    assert_eq!(
+        app.post_lina(&format!("\u{feff}{lina}")).await.status(),
+        200
+    );
+
+    // What waits in the queues has no mark any more.
+    let connection = intake_tests::broker::connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    for (queue, sent) in [(WorkQueue::Lt, lt.as_str()), (WorkQueue::Lina, lina)] {
+        let message = channel
+            .basic_get(app.queue(queue).as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .expect("the event waits in its queue");
+        assert_eq!(
+            message.delivery.data,
+            sent.as_bytes(),
+            "stored without the mark"
+        );
+    }
+    let _ = connection.close(200, "done".into()).await;
+
+    app.worker = Some(app.spawn_worker().await);
+    eventually("the application is stored", Duration::from_secs(10), || {
+        app.application(USER)
+    })
+    .await;
+    eventually("the employee is stored", Duration::from_secs(10), || {
+        app.employee(
+            "48138367-3eba-4772-b2bf-6bbd11840efb",
+            "c6425258-a870-498d-8173-6c2341c934e0",
+        )
+    })
+    .await;
+}
