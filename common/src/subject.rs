@@ -70,6 +70,13 @@ impl SubjectHasher {
         self.mac(&[b"body\0", &canonical])
     }
 
+    /// The key's fingerprint: a keyed hash of a fixed text, which the
+    /// database keeps so that a worker with another key is refused. It
+    /// tells nothing about the key itself.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.mac(&[b"fingerprint\0intake subject hash key"])
+    }
+
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         // HMAC accepts keys of any length; the settings check the minimum.
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.key.expose_secret().as_bytes())
@@ -116,6 +123,14 @@ mod tests {
         let other: Value = serde_json::from_str(r#"{"a":[2,1],"b":1}"#).unwrap_or_default();
         assert_eq!(h.body(&one), h.body(&two));
         assert_ne!(h.body(&one), h.body(&other));
+    }
+
+    #[test]
+    fn the_fingerprint_tells_keys_apart_and_no_subject_hashes_to_it() {
+        let one = hasher("key-one-sixteen!!");
+        assert_eq!(one.fingerprint(), hasher("key-one-sixteen!!").fingerprint());
+        assert_ne!(one.fingerprint(), hasher("key-two-sixteen!!").fingerprint());
+        assert_ne!(one.fingerprint(), one.lt("fingerprint").0);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub enum StartupError {
     Email(#[from] EmailSetupError),
     #[error("cannot set up the metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    HashKey(#[from] crate::apply::hash_key::HashKeyError),
 }
 
 pub struct Worker {
@@ -54,6 +58,8 @@ impl Worker {
         let pool = common::db::pool(&settings.database_url, settings.database_pool_size)?;
         let applied = common::db::run_migrations(&pool).await?;
         tracing::info!(message = "Migrations checked.", applied);
+        let hasher = SubjectHasher::new(settings.subject_hash_key.clone());
+        crate::apply::hash_key::check(&pool.get().await?, &hasher).await?;
         let ops_listener = TcpListener::bind(settings.ops_addr)?;
         let ops_port = ops_listener.local_addr()?.port();
         let connector = settings.amqp.connector("worker");
@@ -62,7 +68,7 @@ impl Worker {
             topology: settings.amqp.topology(),
             publisher: ConfirmedPublisher::new(connector.clone(), settings.amqp.publish_timeout),
             retry: RetryPolicy::new(settings.amqp.retry_delays.clone()),
-            hasher: SubjectHasher::new(settings.subject_hash_key.clone()),
+            hasher,
             email: Email::new(settings.mail.clone())?,
             connector: connector.clone(),
             settings,

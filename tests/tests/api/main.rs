@@ -8,6 +8,7 @@ mod deploy_files;
 mod email;
 mod erasure;
 mod erasure_paths;
+mod hash_key;
 mod lina;
 mod lina_admin;
 mod lt_gateway;

@@ -384,9 +384,8 @@ impl Model {
         {
             return Ok((Outcome::Stale, "older than the subject"));
         }
-        // LT only; a revocation is a resend only of a tombstone.
-        let may_resend =
-            matches!(ev.who, Who::Lt(_)) && (ev.kind != Kind::LtRevoke || state.erased);
+        // LT only, and never a revocation (it always erases, moving the key on).
+        let may_resend = matches!(ev.who, Who::Lt(_)) && ev.kind != Kind::LtRevoke;
         if may_resend
             && let Some((_, last)) = state.bodies.iter_mut().find(|(body, _)| *body == ev.body)
         {

@@ -11,6 +11,7 @@ pub mod subject;
 use common::settings::{Missing, SettingsError};
 
 use crate::admin::cli::Command;
+use crate::apply::hash_key::HashKeyError;
 use crate::email::Mailer;
 use crate::settings::WorkerArgs;
 
@@ -24,6 +25,10 @@ pub async fn run(command: Command, args: WorkerArgs) -> i32 {
             eprintln!("worker: {error}");
             2
         }
+        Err(AdminError::Key(error)) => {
+            eprintln!("worker: {error}");
+            2
+        }
         Err(AdminError::Failed(what, error)) => {
             eprintln!("worker {what}: {error}");
             1
@@ -33,6 +38,8 @@ pub async fn run(command: Command, args: WorkerArgs) -> i32 {
 
 enum AdminError {
     Settings(SettingsError),
+    /// The subject hash key does not match the database's.
+    Key(HashKeyError),
     Failed(&'static str, String),
 }
 
@@ -60,7 +67,7 @@ async fn execute(command: Command, args: WorkerArgs) -> Result<(), AdminError> {
                 .map_err(|error| failed("dlq", error))
         }
         Command::Lina { command } => {
-            let database = Database::open(args)?;
+            let database = Database::open(args).await?;
             let context = stores::LinaContext {
                 pool: &database.pool,
                 hasher: &database.hasher,
@@ -74,7 +81,7 @@ async fn execute(command: Command, args: WorkerArgs) -> Result<(), AdminError> {
                 .map_err(|error| failed("lina", error))
         }
         Command::Subject { command } => {
-            let database = Database::open(args)?;
+            let database = Database::open(args).await?;
             subject::run(
                 command,
                 &database.pool,
@@ -101,15 +108,29 @@ struct Database {
 }
 
 impl Database {
-    fn open(args: WorkerArgs) -> Result<Database, AdminError> {
+    /// The pool, with `INTAKE_SUBJECT_HASH_KEY` checked against the
+    /// database (`apply::hash_key`).
+    async fn open(args: WorkerArgs) -> Result<Database, AdminError> {
         let mail = args.mail.clone().into_settings()?;
         let erasure_clock_margin = args.erasure_clock_margin;
         let (database_url, key) = args.database_and_key()?;
         let pool = common::db::pool(&database_url, 2).map_err(|error| failed("database", error))?;
         let mailer = Mailer::new(&mail).map_err(|error| failed("mail", error))?;
+        let hasher = common::subject::SubjectHasher::new(key);
+        let client = pool
+            .get()
+            .await
+            .map_err(|error| failed("database", error))?;
+        crate::apply::hash_key::check(&client, &hasher)
+            .await
+            .map_err(|error| match error {
+                mismatch @ HashKeyError::Mismatch(_) => AdminError::Key(mismatch),
+                other => failed("database", other),
+            })?;
+        drop(client);
         Ok(Database {
             pool,
-            hasher: common::subject::SubjectHasher::new(key),
+            hasher,
             mailer,
             erasure_clock_margin,
         })

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod erasure;
+pub mod hash_key;
 pub mod jobs;
 pub mod pipeline;
 pub mod subject_state;

@@ -108,12 +108,14 @@ impl SubjectState {
         Verdict::Apply
     }
 
-    /// An erasure counts as a resend only against a tombstone, where there
-    /// is nothing left to erase: against live data an identical erasure
-    /// (a second revocation after a re-application looks exactly like the
-    /// first) must erase.
+    /// Only LT resends. An erasure is never taken for a resend: against live
+    /// data an identical revocation (a second one after a re-application
+    /// looks exactly like the first) must erase, and against a tombstone it
+    /// must still move the tombstone's key forward — a re-application that
+    /// waited in a delay tier and was received before it would otherwise
+    /// bring the data back after the person's last revocation.
     fn is_resend(&self, event: &Event, window: Duration) -> bool {
-        if !event.sender_resends || (event.effect == Effect::Erase && !self.erased) {
+        if !event.sender_resends || event.effect == Effect::Erase {
             return false;
         }
         let window = TimeDelta::from_std(window).unwrap_or(TimeDelta::MAX);
@@ -373,7 +375,7 @@ mod tests {
             // tombstone, inside, newer: LtNew, LtUpdated, LtRevocation, LinaConsent, LinaWithdrawal
             (false, true,  true,  [Resend, Resend,  Apply,  Apply, Apply]),
             (false, false, true,  [Apply,  Apply,   Apply,  Apply, Apply]),
-            (true,  true,  true,  [Resend, Resend,  Resend, Apply, Apply]),
+            (true,  true,  true,  [Resend, Resend,  Apply,  Apply, Apply]),
             (true,  false, true,  [Apply,  Nothing, Apply,  Apply, Apply]),
             (false, true,  false, [Stale,  Stale,   Stale,  Stale, Stale]),
             (false, false, false, [Stale,  Stale,   Stale,  Stale, Stale]),

@@ -498,7 +498,7 @@ mod tests {
             (LtRevocation, ThisEvent, Duplicate, none, false),
             (LtRevocation, Newer, Stale, none, false),
             (LtRevocation, SameBodyLive, Erased, &ERASE_LT, true), // live data: it must erase
-            (LtRevocation, SameBodyTombstone, Duplicate, none, true),
+            (LtRevocation, SameBodyTombstone, Erased, &ERASE_LT, true), // moves the key on
             (LinaConsent, Nothing, Applied, &UPSERT_LINA, true),
             (LinaConsent, LiveOlder, Applied, &UPSERT_LINA, true),
             (LinaConsent, TombstoneOlder, Applied, &UPSERT_LINA, true), // consent given again
