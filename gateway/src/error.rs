@@ -30,6 +30,8 @@ pub enum GatewayError {
     #[error("the body must be application/json")]
     LinaUnsupportedMediaType,
     #[error("the event could not be stored; it was not kept")]
+    SpoolFull,
+    #[error("the event could not be written to the spool; it was not kept")]
     SpoolUnavailable,
     #[error("too many requests in flight; try again shortly")]
     Overloaded,
@@ -53,7 +55,8 @@ impl GatewayError {
             GatewayError::InvalidLtPayload(reason) => reason.code(),
             GatewayError::InvalidLinaPayload(reason) => reason.code(),
             GatewayError::LinaUnsupportedMediaType => "unsupported_media_type",
-            GatewayError::SpoolUnavailable => "spool_full",
+            GatewayError::SpoolFull => "spool_full",
+            GatewayError::SpoolUnavailable => "spool_unavailable",
             GatewayError::Overloaded => "overloaded",
             GatewayError::Unavailable(PublishError::Blocked) => "broker_blocked",
             GatewayError::Unavailable(_) => "broker_unavailable",
@@ -71,7 +74,9 @@ impl ResponseError for GatewayError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             GatewayError::InvalidLinaPayload(_) => StatusCode::BAD_REQUEST,
-            GatewayError::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SpoolFull | GatewayError::SpoolUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::IncompleteBody | GatewayError::InvalidLtPayload(_) => {
                 StatusCode::BAD_REQUEST

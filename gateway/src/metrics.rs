@@ -19,6 +19,8 @@ pub struct GatewayMetrics {
     publish_failures: IntCounterVec,
     stored: IntCounterVec,
     spool_refused: IntCounter,
+    spool_write_failures: IntCounter,
+    spool_damaged: IntCounter,
     spool_bytes: IntGauge,
     spool_events: IntGauge,
     broker_up: IntGauge,
@@ -75,6 +77,16 @@ impl GatewayMetrics {
                 "LINA calls refused because the spool was full (lost: LINA never resends).",
                 registry
             )?,
+            spool_write_failures: register_int_counter_with_registry!(
+                "intake_spool_write_failures_total",
+                "LINA calls refused because writing the spool failed (a full disk): answered 503, not kept.",
+                registry
+            )?,
+            spool_damaged: register_int_counter_with_registry!(
+                "intake_spool_damaged_segments_total",
+                "Spool segments set aside because a record in them could not be read.",
+                registry
+            )?,
             spool_bytes: register_int_gauge_with_registry!(
                 "intake_spool_bytes",
                 "Bytes waiting in the LINA spool.",
@@ -126,9 +138,13 @@ impl GatewayMetrics {
                 .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
             self.spool_events
                 .set(i64::try_from(depth.events).unwrap_or(i64::MAX));
-            let refused = spool.refused();
-            self.spool_refused
-                .inc_by(refused.saturating_sub(self.spool_refused.get()));
+            for (counter, total) in [
+                (&self.spool_refused, spool.refused()),
+                (&self.spool_write_failures, spool.write_failures()),
+                (&self.spool_damaged, spool.damaged()),
+            ] {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
         }
         common::metrics::encode(&self.registry)
     }

@@ -102,11 +102,16 @@ pub async fn publish_or_spool(
                 message = "LINA event refused: the broker and the spool cannot take it.",
                 event_id = %envelope_id,
                 kind = %kind,
-                reason = if full { "spool_full" } else { "spool_error" },
+                reason = if full { "spool_full" } else { "spool_unavailable" },
                 refused_total = spool.refused(),
+                write_failures_total = spool.write_failures(),
                 %error,
             );
-            Err(GatewayError::SpoolUnavailable)
+            Err(if full {
+                GatewayError::SpoolFull
+            } else {
+                GatewayError::SpoolUnavailable
+            })
         }
     }
 }

@@ -67,7 +67,7 @@ async fn drain_once(
     let mut drained = 0;
     for sequence in sealed {
         let reader = spool.clone();
-        let records = tokio::task::spawn_blocking(move || reader.read(sequence)).await??;
+        let (records, torn) = tokio::task::spawn_blocking(move || reader.read(sequence)).await??;
         let done = confirmed.get(&sequence).copied().unwrap_or(0);
         for (index, record) in records.iter().enumerate().skip(done) {
             if let Err(error) = record
@@ -80,8 +80,36 @@ async fn drain_once(
             drained += 1;
         }
         let remover = spool.clone();
-        tokio::task::spawn_blocking(move || remover.remove(sequence)).await??;
+        if torn {
+            set_aside(remover, sequence, &records).await?;
+        } else {
+            tokio::task::spawn_blocking(move || remover.remove(sequence)).await??;
+        }
         confirmed.remove(&sequence);
     }
     Ok(drained)
+}
+
+/// A segment with a frame the drainer could not read is never deleted:
+/// what follows the damage may be calls answered 200. Its readable records
+/// were published; the segment is moved aside, counted (an alert), and the
+/// ids of what it could read are logged, so ops can find what is missing.
+async fn set_aside(
+    spool: Arc<Spool>,
+    sequence: u64,
+    records: &[super::SpoolRecord],
+) -> Result<(), DrainError> {
+    let aside = tokio::task::spawn_blocking(move || spool.set_aside(sequence)).await??;
+    let read: Vec<String> = records
+        .iter()
+        .map(|record| record.envelope.id.to_string())
+        .collect();
+    tracing::error!(
+        message = "A spool segment holds a frame that cannot be read; it was set aside, not deleted.",
+        segment = sequence,
+        path = %aside.display(),
+        events_read = read.len(),
+        event_ids_read = %read.join(","),
+    );
+    Ok(())
 }

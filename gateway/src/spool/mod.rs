@@ -26,6 +26,8 @@ pub enum SpoolError {
     Full(u64),
     #[error("the spool directory {0} is in use by another gateway")]
     Locked(PathBuf),
+    #[error("writing to the spool failed (the call was not kept): {0}")]
+    WriteFailed(std::io::Error),
     #[error("spool I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -79,6 +81,13 @@ pub struct Spool {
     state: Mutex<State>,
     /// LINA calls refused because the spool was full: the one accepted loss.
     refused: AtomicU64,
+    /// LINA calls refused because a write or fsync failed (a full disk).
+    write_failures: AtomicU64,
+    /// Segments set aside because a frame in them could not be read.
+    damaged: AtomicU64,
+    /// Test-only fault: the next append writes this many bytes, then fails.
+    #[cfg(test)]
+    short_write: Mutex<Option<usize>>,
 }
 
 impl Spool {
@@ -117,6 +126,10 @@ impl Spool {
             _lock: lock,
             state: Mutex::new(state),
             refused: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+            damaged: AtomicU64::new(0),
+            #[cfg(test)]
+            short_write: Mutex::new(None),
         };
         let depth = spool.depth();
         if depth.events > 0 {
@@ -149,11 +162,52 @@ impl Spool {
         let Some(active) = state.active.as_mut() else {
             return Err(SpoolError::Io(std::io::Error::other("no active segment")));
         };
-        active.file.write_all(&frame)?;
-        active.file.sync_data()?;
+        if let Err(error) = self.write_durably(&mut active.file, &frame) {
+            self.write_failures.fetch_add(1, Ordering::Relaxed);
+            self.abandon_active(&mut state);
+            return Err(SpoolError::WriteFailed(error));
+        }
         active.size.bytes += frame.len() as u64;
         active.size.events += 1;
         Ok(state.depth())
+    }
+
+    fn write_durably(&self, file: &mut File, frame: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(written) = self
+            .short_write
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            file.write_all(&frame[..written.min(frame.len())])?;
+            return Err(std::io::Error::other("injected short write"));
+        }
+        file.write_all(frame)?;
+        file.sync_data()
+    }
+
+    /// After a failed write or fsync: nothing is ever appended after the
+    /// tear. The segment is cut back to its last good frame and sealed
+    /// there (the next call starts a new segment). Should the cut fail too
+    /// (the disk is gone), the segment still is sealed, and the drainer sets
+    /// aside a segment it cannot read to the end, after draining what it can.
+    fn abandon_active(&self, state: &mut State) {
+        let Some(active) = state.active.take() else {
+            return;
+        };
+        let cut = active
+            .file
+            .set_len(active.size.bytes)
+            .and_then(|()| active.file.sync_all());
+        if let Err(error) = cut {
+            tracing::error!(
+                message = "Could not cut a spool segment back to its last good record.",
+                segment = active.sequence,
+                %error
+            );
+        }
+        state.sealed.insert(active.sequence, active.size);
     }
 
     pub fn depth(&self) -> Depth {
@@ -163,6 +217,16 @@ impl Spool {
     /// How many calls were refused because the spool was full.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// How many calls were refused because a write or fsync failed.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures.load(Ordering::Relaxed)
+    }
+
+    /// How many segments were set aside unreadable.
+    pub fn damaged(&self) -> u64 {
+        self.damaged.load(Ordering::Relaxed)
     }
 
     /// Whether one more typical call would be refused.
@@ -180,10 +244,24 @@ impl Spool {
         state.sealed.keys().copied().collect()
     }
 
-    /// The records of a sealed segment, in order. Blocking.
-    pub fn read(&self, sequence: u64) -> Result<Vec<SpoolRecord>, SpoolError> {
+    /// The readable records of a sealed segment, in order, and whether a
+    /// frame in it could not be read (everything from it on is unread).
+    /// Blocking.
+    pub fn read(&self, sequence: u64) -> Result<(Vec<SpoolRecord>, bool), SpoolError> {
         let bytes = std::fs::read(self.path(sequence))?;
-        Ok(SpoolRecord::decode_all(&bytes).0)
+        Ok(SpoolRecord::decode_all(&bytes))
+    }
+
+    /// Moves a segment with an unreadable frame aside (`damaged-….spool`,
+    /// never drained or deleted by the gateway) instead of deleting it: what
+    /// follows the damage may be calls that were answered 200. Blocking.
+    pub fn set_aside(&self, sequence: u64) -> Result<PathBuf, SpoolError> {
+        let aside = self.dir.join(format!("damaged-{sequence:020}.spool"));
+        std::fs::rename(self.path(sequence), &aside)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.lock_state().sealed.remove(&sequence);
+        self.damaged.fetch_add(1, Ordering::Relaxed);
+        Ok(aside)
     }
 
     /// Deletes a drained segment. Blocking.
@@ -281,7 +359,7 @@ mod tests {
         let sealed = spool.seal();
         let read: Vec<_> = sealed
             .iter()
-            .flat_map(|sequence| spool.read(*sequence).unwrap_or_default())
+            .flat_map(|sequence| spool.read(*sequence).map(|read| read.0).unwrap_or_default())
             .collect();
         assert_eq!(read, records);
         for sequence in sealed {
@@ -313,6 +391,57 @@ mod tests {
         spool.append(&record(2))?;
         assert!(matches!(spool.append(&record(3)), Err(SpoolError::Full(_))));
         assert_eq!(spool.refused(), 1);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_and_nothing_is_appended_after_it() -> Result<(), SpoolError> {
+        let dir = temp_dir();
+        let spool = Spool::open(&dir, 1 << 20)?;
+        let records: Vec<_> = (1..=4).map(record).collect();
+        spool.append(&records[0])?;
+        *spool.short_write.lock().unwrap_or_else(|p| p.into_inner()) = Some(5);
+        assert!(matches!(
+            spool.append(&records[1]),
+            Err(SpoolError::WriteFailed(_))
+        ));
+        assert_eq!(spool.write_failures(), 1);
+        // Space is back: the next calls are kept, after no tear.
+        spool.append(&records[2])?;
+        spool.append(&records[3])?;
+        let mut kept = Vec::new();
+        for sequence in spool.seal() {
+            let (records, torn) = spool.read(sequence)?;
+            assert!(!torn, "segment {sequence} has a tear");
+            kept.extend(records);
+        }
+        let expected = vec![records[0].clone(), records[2].clone(), records[3].clone()];
+        assert_eq!(kept, expected);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_segment_with_a_tear_before_good_frames_is_read_up_to_it_and_set_aside()
+    -> Result<(), SpoolError> {
+        let dir = temp_dir();
+        let first = record(1);
+        let mut bytes = first.encode();
+        bytes.extend_from_slice(&record(2).encode()[..7]);
+        bytes.extend_from_slice(&record(3).encode());
+        std::fs::write(dir.join("segment-00000000000000000000.spool"), &bytes)?;
+        let spool = Spool::open(&dir, 1 << 20)?;
+        let (records, torn) = spool.read(0)?;
+        assert!(torn);
+        assert_eq!(records, vec![first]);
+        let aside = spool.set_aside(0)?;
+        assert!(aside.exists(), "the segment is kept, not deleted");
+        assert_eq!(spool.damaged(), 1);
+        assert_eq!(spool.depth(), Depth::default());
+        drop(spool);
+        // A restart does not take the set-aside segment for one to drain.
+        assert_eq!(Spool::open(&dir, 1 << 20)?.depth(), Depth::default());
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
