@@ -187,3 +187,122 @@ async fn a_gateway_killed_with_a_non_empty_spool_drains_it_after_a_restart() {
     )
     .await;
 }
+
+/// A small tmpfs, unmounted on every path (also when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Tmpfs {
+        let dir =
+            std::env::temp_dir().join(format!("intake-tmpfs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn every_lina_call_answered_200_survives_a_full_disk_under_the_spool() {
+    let disk = Tmpfs::mount(256 * 1024);
+    let spool_dir = disk.0.join("spool");
+    let app = spawn_app_with(TestOptions {
+        spool_dir: Some(spool_dir),
+        ..TestOptions::default()
+    })
+    .await;
+    app.add_store(STORE).await;
+    // Most of the disk taken by something else.
+    let filler = disk.0.join("filler");
+    std::fs::write(&filler, vec![0u8; 200 * 1024]).unwrap();
+
+    let outage = BrokerOutage::begin();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let post = |user: String| {
+        let app = &app;
+        async move {
+            let response = app.post_lina(&consent(&user, "Spätschicht")).await;
+            let status = response.status().as_u16();
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            (
+                user,
+                status,
+                answer["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    // Until the disk is full: some calls get 503 spool_unavailable.
+    for _ in 0..400 {
+        let (user, status, error) = post(uuid::Uuid::new_v4().to_string()).await;
+        match status {
+            200 => accepted.push(user),
+            503 => {
+                assert_eq!(error, "spool_unavailable");
+                refused += 1;
+                if refused >= 5 {
+                    break;
+                }
+            }
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+    assert!(
+        refused >= 5,
+        "the disk never filled ({} accepted)",
+        accepted.len()
+    );
+    let before_the_space_came_back = accepted.len();
+    // Space comes back; LINA goes on calling.
+    std::fs::remove_file(&filler).unwrap();
+    for _ in 0..50 {
+        let (user, status, _) = post(uuid::Uuid::new_v4().to_string()).await;
+        assert_eq!(status, 200, "answered from the spool again");
+        accepted.push(user);
+    }
+    let metrics = app.gateway_metrics().await;
+    assert!(
+        metrics.contains(&format!("intake_spool_write_failures_total {refused}")),
+        "the refusals are counted"
+    );
+    outage.end();
+
+    eventually(
+        "every call answered 200 is applied",
+        Duration::from_secs(60),
+        || async {
+            let stored = app
+                .count(&format!(
+                    "SELECT count(*) FROM lina_employee WHERE webhook = '{STORE}'"
+                ))
+                .await;
+            (stored as usize == accepted.len()).then_some(())
+        },
+    )
+    .await;
+    for user in &accepted {
+        assert!(
+            app.employee(STORE, user).await.is_some(),
+            "a call answered 200 was lost"
+        );
+    }
+    println!(
+        "full disk: {} answered 200 before it filled, {refused} refused with 503, 50 after space came back; all {} applied",
+        before_the_space_came_back,
+        accepted.len()
+    );
+}
