@@ -14,6 +14,7 @@ pub mod senders;
 pub mod settings;
 pub mod shutdown;
 pub mod subject;
+pub mod supervise;
 pub mod telemetry;
 
 pub use envelope::{Envelope, EventKind, Source};

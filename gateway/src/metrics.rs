@@ -24,6 +24,7 @@ pub struct GatewayMetrics {
     spool_bytes: IntGauge,
     spool_events: IntGauge,
     broker_up: IntGauge,
+    task_restarts: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -102,9 +103,24 @@ impl GatewayMetrics {
                 "1 while the gateway's broker connection is up.",
                 registry
             )?,
+            task_restarts: register_int_counter_vec_with_registry!(
+                Opts::new(
+                    "intake_task_restarts_total",
+                    "Long-running tasks restarted after they panicked or ended unexpectedly.",
+                ),
+                &["task"],
+                registry
+            )?,
             registry,
         };
+        metrics
+            .task_restarts
+            .with_label_values(&[crate::startup::SPOOL_DRAINER]);
         Ok(metrics)
+    }
+
+    pub fn task_restarted(&self, task: &str) {
+        self.task_restarts.with_label_values(&[task]).inc();
     }
 
     pub fn request(&self, source: &str, status: u16, elapsed: Duration) {

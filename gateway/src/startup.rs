@@ -29,6 +29,9 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// How long in-flight requests may take to finish after a shutdown request.
 const SHUTDOWN_GRACE_SECS: u64 = 10;
 
+/// The spool drainer's name in `intake_task_restarts_total{task}`.
+pub const SPOOL_DRAINER: &str = "spool_drainer";
+
 pub struct Application {
     port: u16,
     ops_port: u16,
@@ -38,6 +41,7 @@ pub struct Application {
     publisher: Arc<ConfirmedPublisher>,
     topology: Topology,
     spool: Option<Arc<Spool>>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +146,7 @@ impl Application {
         let ops_server = common::ops::serve(
             ops_listener,
             readiness(connector.clone(), spool.clone()),
-            render_metrics(metrics, connector.clone(), spool.clone()),
+            render_metrics(metrics.clone(), connector.clone(), spool.clone()),
         )?;
         Ok(Application {
             port,
@@ -153,6 +157,7 @@ impl Application {
             publisher,
             topology,
             spool,
+            metrics,
         })
     }
 
@@ -171,12 +176,23 @@ impl Application {
         let ops_handle = self.ops_server.handle();
         let server = tokio::spawn(self.server);
         let ops_server = tokio::spawn(self.ops_server);
+        // Supervised: a drainer that panicked would leave LINA calls on disk.
         let drain = self.spool.clone().map(|spool| {
-            tokio::spawn(run_drain(
-                spool,
-                self.publisher.clone(),
-                self.topology.clone(),
+            let (publisher, topology) = (self.publisher.clone(), self.topology.clone());
+            let stop = shutdown.clone();
+            let metrics = self.metrics.clone();
+            tokio::spawn(common::supervise::supervise(
+                SPOOL_DRAINER,
                 shutdown.clone(),
+                move || metrics.task_restarted(SPOOL_DRAINER),
+                move || {
+                    run_drain(
+                        spool.clone(),
+                        publisher.clone(),
+                        topology.clone(),
+                        stop.clone(),
+                    )
+                },
             ))
         });
         shutdown.cancelled().await;

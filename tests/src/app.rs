@@ -111,6 +111,8 @@ pub struct TestApp {
 pub struct WorkerHandle {
     pub ops_address: String,
     pub stats: Arc<WorkerStats>,
+    /// The worker's parts, for tests that arm its fault hooks.
+    pub context: Arc<worker::context::WorkerContext>,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -262,11 +264,13 @@ impl TestApp {
         let worker = Worker::build(settings).await.unwrap();
         let ops_address = format!("http://127.0.0.1:{}", worker.ops_port());
         let stats = worker.stats();
+        let context = worker.context();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(worker.run(shutdown.clone()));
         WorkerHandle {
             ops_address,
             stats,
+            context,
             shutdown,
             task,
         }
@@ -356,6 +360,21 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// GETs `path` from the in-process worker's ops listener.
+    pub async fn worker_ops_get(&self, path: &str) -> reqwest::Response {
+        let worker = self.worker.as_ref().expect("the app runs a worker");
+        self.http
+            .get(format!("{}{path}", worker.ops_address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The in-process worker's Prometheus metrics, as text.
+    pub async fn worker_metrics(&self) -> String {
+        self.worker_ops_get("/metrics").await.text().await.unwrap()
     }
 
     /// The gateway's Prometheus metrics, as text.

@@ -91,3 +91,56 @@ impl Drop for MemoryAlarm {
         rabbitmqctl(&["set_vm_memory_high_watermark", &self.previous]);
     }
 }
+
+fn psql_admin(commands: &[&str]) {
+    let mut psql = Command::new("psql");
+    psql.arg(crate::admin_database_url()).arg("-qX");
+    for command in commands {
+        psql.arg("-c").arg(command);
+    }
+    let output = psql.output().expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql {commands:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The whole PostgreSQL read-only, as a standby is after a failover:
+/// `default_transaction_read_only = on` and a reload, which reaches the
+/// sessions already open too. Undone on drop (and by
+/// `scripts/clean-test-leftovers` after a killed run).
+pub struct ReadOnlyDatabase {
+    ended: bool,
+}
+
+impl ReadOnlyDatabase {
+    pub fn begin() -> Self {
+        psql_admin(&[
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+            "SELECT pg_reload_conf()",
+        ]);
+        ReadOnlyDatabase { ended: false }
+    }
+
+    pub fn end(mut self) {
+        self.restore();
+    }
+
+    fn restore(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        psql_admin(&[
+            "SET default_transaction_read_only = off",
+            "ALTER SYSTEM RESET default_transaction_read_only",
+            "SELECT pg_reload_conf()",
+        ]);
+    }
+}
+
+impl Drop for ReadOnlyDatabase {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consume::retry::RetryPolicy;
 use crate::email::Email;
+use crate::fault_hooks::FaultHooks;
 pub use crate::metrics::WorkerStats;
 use crate::settings::WorkerSettings;
 
@@ -29,6 +30,8 @@ pub struct WorkerContext {
     pub background: TaskTracker,
     /// Bounds that work: a consumer waits before it leaves more.
     pub background_slots: Arc<Semaphore>,
+    /// Unarmed outside tests.
+    pub faults: FaultHooks,
 }
 
 impl WorkerContext {

@@ -11,6 +11,7 @@ pub mod context;
 pub mod dead_letters;
 pub mod email;
 pub mod error;
+pub mod fault_hooks;
 pub mod metrics;
 pub mod settings;
 pub mod startup;

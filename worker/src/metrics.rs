@@ -2,9 +2,11 @@
 //! directly by in-process tests through the getters.
 
 use common::EventKind;
-use common::amqp::Topology;
+use common::amqp::{Topology, WorkQueue};
 use lapin::Connection;
 use prometheus::core::Collector;
+
+use crate::consume::health::ConsumerState;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, register_histogram_vec_with_registry, register_histogram_with_registry,
@@ -45,6 +47,32 @@ pub struct WorkerStats {
     dead_letters_purged: IntCounterVec,
     dead_letter_oldest: IntGaugeVec,
     dead_letter_retention: IntGauge,
+    consumers: IntGaugeVec,
+    environment_failures: IntCounterVec,
+    task_restarts: IntCounterVec,
+    batch_panics: IntCounter,
+}
+
+/// The worker's supervised tasks (`intake_task_restarts_total{task}`).
+pub mod task {
+    pub const RETENTION: &str = "retention";
+    pub const OUTBOX_SWEEPER: &str = "outbox_sweeper";
+
+    /// A work queue's consumers.
+    pub fn consumer(queue: common::amqp::WorkQueue) -> &'static str {
+        match queue {
+            common::amqp::WorkQueue::Lt => "consumer_lt",
+            common::amqp::WorkQueue::Lina => "consumer_lina",
+            common::amqp::WorkQueue::Email => "consumer_email",
+        }
+    }
+
+    pub fn all() -> impl Iterator<Item = &'static str> {
+        common::amqp::WorkQueue::ALL
+            .into_iter()
+            .map(consumer)
+            .chain([RETENTION, OUTBOX_SWEEPER])
+    }
 }
 
 impl WorkerStats {
@@ -148,9 +176,111 @@ impl WorkerStats {
                 "INTAKE_DLQ_RETENTION: dead letters older than this are purged.",
                 registry
             )?,
+            consumers: register_int_gauge_vec_with_registry!(
+                Opts::new(
+                    "intake_worker_consumers",
+                    "This worker's consumers by queue and state: consuming, held (a batch the environment refused is being tried again) or down (connecting or restarting).",
+                ),
+                &["queue", "state"],
+                registry
+            )?,
+            environment_failures: register_int_counter_vec_with_registry!(
+                Opts::new(
+                    "intake_worker_environment_failures_total",
+                    "Batch attempts refused by the environment (privileges, schema, read-only database, connections, locks); the batch is held and tried again, nothing is dead-lettered.",
+                ),
+                &["queue"],
+                registry
+            )?,
+            task_restarts: register_int_counter_vec_with_registry!(
+                Opts::new(
+                    "intake_task_restarts_total",
+                    "Long-running tasks restarted after they panicked or ended unexpectedly.",
+                ),
+                &["task"],
+                registry
+            )?,
+            batch_panics: register_int_counter_with_registry!(
+                "intake_worker_batch_panics_total",
+                "Batches that panicked; each of their events climbed a delay tier.",
+                registry
+            )?,
             registry,
         };
+        stats.initialise();
         Ok(stats)
+    }
+
+    /// The series of the supervision metrics exist from the start, at 0.
+    fn initialise(&self) {
+        for queue in WorkQueue::ALL {
+            for state in ConsumerState::ALL {
+                self.consumers
+                    .with_label_values(&[queue.as_str(), state.as_str()]);
+            }
+            self.environment_failures
+                .with_label_values(&[queue.as_str()]);
+        }
+        for name in task::all() {
+            self.task_restarts.with_label_values(&[name]);
+        }
+    }
+
+    pub fn consumer_entered(&self, queue: WorkQueue, state: ConsumerState) {
+        self.consumers
+            .with_label_values(&[queue.as_str(), state.as_str()])
+            .inc();
+    }
+
+    pub fn consumer_left(&self, queue: WorkQueue, state: ConsumerState) {
+        self.consumers
+            .with_label_values(&[queue.as_str(), state.as_str()])
+            .dec();
+    }
+
+    /// Consumers down or held, over every queue (`/readyz` wants none).
+    pub fn consumers_not_consuming(&self) -> i64 {
+        WorkQueue::ALL
+            .iter()
+            .flat_map(|queue| {
+                [ConsumerState::Down, ConsumerState::Held].map(|state| {
+                    self.consumers
+                        .with_label_values(&[queue.as_str(), state.as_str()])
+                        .get()
+                })
+            })
+            .sum()
+    }
+
+    pub fn environment_failure(&self, queue: WorkQueue) {
+        self.environment_failures
+            .with_label_values(&[queue.as_str()])
+            .inc();
+    }
+
+    pub fn environment_failures(&self) -> u64 {
+        WorkQueue::ALL
+            .iter()
+            .map(|queue| {
+                self.environment_failures
+                    .with_label_values(&[queue.as_str()])
+                    .get()
+            })
+            .sum()
+    }
+
+    pub fn task_restarted(&self, task: &str) {
+        self.task_restarts.with_label_values(&[task]).inc();
+    }
+
+    pub fn task_restarts(&self) -> u64 {
+        task::all()
+            .map(|name| self.task_restarts.with_label_values(&[name]).get())
+            .sum()
+    }
+
+    pub fn batch_panicked(&self) {
+        self.batch_panics.inc();
     }
 
     pub fn event(&self, kind: Option<EventKind>, outcome: &str) {

@@ -17,9 +17,12 @@ use tokio_util::task::TaskTracker;
 use crate::background::outbox_sweeper::run_sweeper;
 use crate::background::retention::run_retention;
 use crate::consume::consumer;
+use crate::consume::health::ConsumerSlot;
 use crate::consume::retry::RetryPolicy;
 use crate::context::{WorkerContext, WorkerStats};
 use crate::email::{Email, EmailSetupError};
+use crate::fault_hooks::FaultHooks;
+use crate::metrics::task;
 use crate::settings::WorkerSettings;
 
 /// Work queues this worker consumes.
@@ -75,6 +78,7 @@ impl Worker {
             stats: Arc::new(WorkerStats::new()?),
             background: TaskTracker::new(),
             background_slots: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
+            faults: FaultHooks::default(),
         });
         let ops_server = common::ops::serve(
             ops_listener,
@@ -102,24 +106,40 @@ impl Worker {
     }
 
     /// Consumes until `shutdown` is cancelled, then lets every consumer finish
-    /// and ack its current batch, and closes the broker connection.
+    /// and ack its current batch, and closes the broker connection. Every
+    /// task runs supervised (`common::supervise`): restarted and counted
+    /// when it ends early.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
+        let context = &self.context;
         for queue in CONSUMED_QUEUES {
             // The e-mail queue sends concurrently inside each batch instead.
             let consumers = match queue {
                 WorkQueue::Email => 1,
-                WorkQueue::Lt | WorkQueue::Lina => self.context.settings.consumers,
+                WorkQueue::Lt | WorkQueue::Lina => context.settings.consumers,
             };
             for _ in 0..consumers {
-                tracker.spawn(consumer::run(self.context.clone(), queue, shutdown.clone()));
+                let slot = ConsumerSlot::new(context.stats.clone(), queue);
+                let (consuming, stop) = (context.clone(), shutdown.clone());
+                tracker.spawn(supervised(
+                    task::consumer(queue),
+                    context,
+                    &shutdown,
+                    move || consumer::run(consuming.clone(), queue, stop.clone(), slot.clone()),
+                ));
             }
         }
-        tracker.spawn(run_retention(self.context.clone(), shutdown.clone()));
-        tracker.spawn(run_sweeper(
-            self.context.clone(),
-            self.context.settings.outbox_sweep_interval,
-            shutdown.clone(),
+        let (retained, stop) = (context.clone(), shutdown.clone());
+        tracker.spawn(supervised(task::RETENTION, context, &shutdown, move || {
+            run_retention(retained.clone(), stop.clone())
+        }));
+        let (swept, stop) = (context.clone(), shutdown.clone());
+        let interval = context.settings.outbox_sweep_interval;
+        tracker.spawn(supervised(
+            task::OUTBOX_SWEEPER,
+            context,
+            &shutdown,
+            move || run_sweeper(swept.clone(), interval, stop.clone()),
         ));
         tracker.close();
         let ops_handle = self.ops_server.handle();
@@ -149,6 +169,27 @@ impl Worker {
     }
 }
 
+/// `start` under `common::supervise`, its restarts counted in
+/// `intake_task_restarts_total{task}`.
+fn supervised<F, Fut>(
+    task: &'static str,
+    context: &Arc<WorkerContext>,
+    shutdown: &CancellationToken,
+    start: F,
+) -> impl std::future::Future<Output = ()> + use<F, Fut>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let stats = context.stats.clone();
+    common::supervise::supervise(
+        task,
+        shutdown.clone(),
+        move || stats.task_restarted(task),
+        start,
+    )
+}
+
 /// The metrics, with every queue's depth and consumers read at scrape time.
 fn render_metrics(context: Arc<WorkerContext>) -> MetricsRender {
     Arc::new(move || {
@@ -163,16 +204,22 @@ fn render_metrics(context: Arc<WorkerContext>) -> MetricsRender {
     })
 }
 
-/// Ready when both the broker and the database answer.
+/// Ready when the broker and the database answer and every consumer is
+/// consuming (none down, restarting, or holding a refused batch).
 fn readiness(context: Arc<WorkerContext>) -> ReadinessCheck {
     Arc::new(move || {
         let context = context.clone();
         Box::pin(async move {
             let broker = context.connector.is_connected();
             let database = database_answers(&context.pool).await;
+            let consumers = context.stats.consumers_not_consuming() == 0;
             Readiness {
-                ready: broker && database,
-                checks: BTreeMap::from([("broker", broker), ("database", database)]),
+                ready: broker && database && consumers,
+                checks: BTreeMap::from([
+                    ("broker", broker),
+                    ("database", database),
+                    ("consumers", consumers),
+                ]),
             }
         })
     })

@@ -5,4 +5,5 @@
 
 mod broker_restart;
 mod chaos;
+mod database_read_only;
 mod spool;

@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::dead_letters::{self, DlqError, Filter, ParkingQueue};
 use common::subject::SubjectKey;
 
 use crate::apply::erasure::{self, Cause, Person};
-use crate::error::JobError;
+use crate::error::{JobError, column};
 
 /// Most subjects one round erases (the next round takes the rest).
 const ROUND: i64 = 1000;
@@ -64,24 +63,25 @@ pub async fn erase_expired(
         )
         .await?
         .iter()
-        .map(|row| Person::Lt {
-            user_id: row.get(0),
+        .map(|row| {
+            Ok(Person::Lt {
+                user_id: column(row, "mydatashare_user_id")?,
+            })
         })
-        .collect();
-    expired.extend(
-        client
-            .query(
-                "SELECT webhook, user_uuid FROM lina_employee
-                 WHERE updated_at < now() - make_interval(secs => $1) LIMIT $2",
-                &[&seconds, &ROUND],
-            )
-            .await?
-            .iter()
-            .map(|row| Person::Lina {
-                webhook: row.get::<_, Uuid>(0),
-                user: row.get::<_, Uuid>(1),
-            }),
-    );
+        .collect::<Result<_, JobError>>()?;
+    for row in client
+        .query(
+            "SELECT webhook, user_uuid FROM lina_employee
+             WHERE updated_at < now() - make_interval(secs => $1) LIMIT $2",
+            &[&seconds, &ROUND],
+        )
+        .await?
+    {
+        expired.push(Person::Lina {
+            webhook: column(&row, "webhook")?,
+            user: column(&row, "user_uuid")?,
+        });
+    }
     drop(client);
     for chunk in expired.chunks(ERASURES_PER_TRANSACTION) {
         let people: Vec<(Person, SubjectKey)> = chunk

@@ -13,6 +13,7 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use crate::consume::collect;
+use crate::consume::health::{ConsumerSlot, ConsumerState};
 use crate::consume::settle::{SettleError, process_batch};
 use crate::context::WorkerContext;
 
@@ -37,12 +38,18 @@ enum ConsumeError {
     Timeout(Duration),
 }
 
-/// Consumes `queue` until `shutdown`, reconnecting as often as needed.
-pub async fn run(context: Arc<WorkerContext>, queue: WorkQueue, shutdown: CancellationToken) {
+/// Consumes `queue` until `shutdown`, reconnecting as often as needed,
+/// keeping `slot` up to date (runs under `common::supervise`).
+pub async fn run(
+    context: Arc<WorkerContext>,
+    queue: WorkQueue,
+    shutdown: CancellationToken,
+    slot: Arc<ConsumerSlot>,
+) {
     let mut delays = reconnect_delays();
     loop {
         let started = Instant::now();
-        let error = match consume(&context, queue, &shutdown).await {
+        let error = match consume(&context, queue, &shutdown, &slot).await {
             Ok(()) => return,
             Err(error) => error,
         };
@@ -79,7 +86,9 @@ async fn consume(
     context: &Arc<WorkerContext>,
     queue: WorkQueue,
     shutdown: &CancellationToken,
+    slot: &ConsumerSlot,
 ) -> Result<(), ConsumeError> {
+    let session = slot.session();
     let connection = context.connector.connection().await?;
     let deadline = context.settings.amqp.publish_timeout;
     let channel = bounded(deadline, connection.create_channel()).await?;
@@ -96,6 +105,7 @@ async fn consume(
     );
     let mut deliveries = bounded(deadline, consume).await?;
     tracing::info!(message = "Consuming.", queue = %queue_name);
+    session.set(ConsumerState::Consuming);
     loop {
         let next = tokio::select! {
             biased;
@@ -119,7 +129,12 @@ async fn consume(
             settings.batch_linger,
         )
         .await;
-        process_batch(context, queue, &batch).await?;
+        context.faults.consumer();
+        match process_batch(context, queue, &batch, &session, shutdown).await {
+            Ok(()) => {}
+            Err(SettleError::ShutDownWhileHeld) => break,
+            Err(error) => return Err(error.into()),
+        }
     }
     // Deliveries prefetched but not started go back to the queue with the channel.
     let _ = channel.close(200, "shutting down".into()).await;

@@ -35,16 +35,20 @@ impl RetryPolicy {
         let attempts = attempt.saturating_add(1);
         match error {
             JobError::Permanent { reason, .. } => Disposition::DeadLetter { reason, attempts },
-            JobError::Transient(_) => match self.delays.get(attempt as usize) {
-                Some(delay) => Disposition::Retry {
-                    delay: *delay,
-                    attempt: attempts,
-                },
-                None => Disposition::DeadLetter {
-                    reason: "retries_exhausted",
-                    attempts,
-                },
-            },
+            // An environment failure is held in the worker, not moved on
+            // (`consume::hold`); should one reach here, it climbs the tiers.
+            JobError::Transient(_) | JobError::Environment(_) => {
+                match self.delays.get(attempt as usize) {
+                    Some(delay) => Disposition::Retry {
+                        delay: *delay,
+                        attempt: attempts,
+                    },
+                    None => Disposition::DeadLetter {
+                        reason: "retries_exhausted",
+                        attempts,
+                    },
+                }
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Processing one batch: apply (one transaction), then settle every delivery.
-//! A failed event moves on to its next delay tier or to the dead-letter
-//! queue, and only once the broker confirmed that move is the batch acked,
-//! with one multiple-ack. Nothing is acked that is not committed or moved.
+//! A batch the environment refused is held and tried again first
+//! (`consume::hold`); a batch that panics is that batch's failure. A failed
+//! event moves on to its next delay tier or to the dead-letter queue, and
+//! only once the broker confirmed that move is the batch acked, with one
+//! multiple-ack. Nothing is acked that is not committed or moved.
 
 use common::amqp::{PublishError, WorkQueue};
 use common::envelope::EnvelopeError;
@@ -9,12 +11,18 @@ use common::envelope::{header, header_int};
 use common::{Envelope, EventKind};
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::apply::batch::PreparedEvent;
 use crate::apply::jobs::Outcome;
 use crate::apply::jobs::{self, Task};
 use crate::apply::{EventResult, apply_batch};
+use crate::consume::health::Session;
+use crate::consume::hold;
 use crate::consume::retry::Disposition;
 use crate::context::WorkerContext;
 use crate::email;
@@ -31,19 +39,26 @@ pub enum SettleError {
     Ack(#[from] lapin::Error),
     #[error("the broker did not answer the batch's ack in time")]
     AckTimeout,
+    #[error("shut down while the batch was held; it goes back to the queue")]
+    ShutDownWhileHeld,
 }
 
 pub async fn process_batch(
     context: &Arc<WorkerContext>,
     queue: WorkQueue,
     deliveries: &[Delivery],
+    session: &Session<'_>,
+    shutdown: &CancellationToken,
 ) -> Result<(), SettleError> {
     let started = std::time::Instant::now();
     let envelopes: Vec<_> = deliveries
         .iter()
         .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
         .collect();
-    let outcomes = run_tasks(context, &envelopes).await;
+    let attempt = || run_tasks_caught(context, &envelopes);
+    let outcomes = hold::until_accepted(context, queue, session, shutdown, attempt)
+        .await
+        .ok_or(SettleError::ShutDownWhileHeld)?;
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
         let envelope = envelope.as_ref().ok();
         match outcome {
@@ -71,6 +86,34 @@ pub async fn process_batch(
     Ok(())
 }
 
+/// `run_tasks`, with a panic caught as the batch's failure: every event of
+/// it climbs its delay tiers (where a poisonous one ends up dead-lettered
+/// with the rest applied), instead of the panic ending the consumer and
+/// the broker redelivering the batch until its delivery limit.
+async fn run_tasks_caught(
+    context: &Arc<WorkerContext>,
+    envelopes: &[Result<Envelope, EnvelopeError>],
+) -> Vec<EventResult> {
+    match AssertUnwindSafe(run_tasks(context, envelopes))
+        .catch_unwind()
+        .await
+    {
+        Ok(results) => results,
+        Err(_) => {
+            // The panic's message is left out: it may quote the data.
+            tracing::error!(
+                message = "A batch panicked; its events will be retried.",
+                size = envelopes.len()
+            );
+            context.stats.batch_panicked();
+            envelopes
+                .iter()
+                .map(|_| Err(JobError::Transient("the batch panicked".into())))
+                .collect()
+        }
+    }
+}
+
 /// Parses every delivery into its task (`jobs::prepare`) and runs them: the
 /// senders' events in one batch transaction, e-mail jobs in chunks. One
 /// result per delivery, in order; one that does not parse fails on its own.
@@ -78,6 +121,7 @@ async fn run_tasks(
     context: &Arc<WorkerContext>,
     envelopes: &[Result<Envelope, EnvelopeError>],
 ) -> Vec<EventResult> {
+    context.faults.batch();
     let rules = context.rules();
     let mut results: Vec<Option<EventResult>> = vec![None; envelopes.len()];
     let (mut events, mut event_slots) = (Vec::new(), Vec::new());
@@ -130,11 +174,14 @@ async fn apply_events(
             applied.results
         }
         Err(error) => {
-            tracing::warn!(
-                message = "Batch not applied; every event in it will be retried.",
-                size = events.len(),
-                %error,
-            );
+            // An environment failure is logged where the batch is held.
+            if !error.is_environment() {
+                tracing::warn!(
+                    message = "Batch not applied; every event in it will be retried.",
+                    size = events.len(),
+                    %error,
+                );
+            }
             events.iter().map(|_| Err(error.clone())).collect()
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::error::JobError;
+use crate::error::{JobError, column};
 
 pub struct OutboxRow {
     pub id: Uuid,
@@ -28,7 +28,7 @@ pub async fn lock(transaction: &Transaction<'_>, id: Uuid) -> Result<Option<Outb
         ))
         .await?;
     let row = transaction.query_opt(&select, &[&id]).await?;
-    Ok(row.as_ref().map(outbox_row))
+    row.as_ref().map(outbox_row).transpose()
 }
 
 /// The rows of `ids` that no other transaction holds, locked for the
@@ -45,18 +45,18 @@ pub async fn lock_unheld(
     let rows = transaction
         .query_typed(&select, &[(&ids, Type::UUID_ARRAY)])
         .await?;
-    Ok(rows.iter().map(outbox_row).collect())
+    rows.iter().map(outbox_row).collect()
 }
 
-fn outbox_row(row: &tokio_postgres::Row) -> OutboxRow {
-    OutboxRow {
-        id: row.get(0),
-        subject: SubjectKey::from_bytes(row.get::<_, &[u8]>(1)),
-        language: row.get(2),
-        recipient: row.get(3),
-        first_name: row.get(4),
-        status: row.get(5),
-    }
+fn outbox_row(row: &tokio_postgres::Row) -> Result<OutboxRow, JobError> {
+    Ok(OutboxRow {
+        id: column(row, "id")?,
+        subject: SubjectKey::from_bytes(column(row, "subject_key")?),
+        language: column(row, "language")?,
+        recipient: column(row, "recipient")?,
+        first_name: column(row, "first_name")?,
+        status: column(row, "status")?,
+    })
 }
 
 /// Sent: the address and name are no longer needed, so they go.
@@ -158,7 +158,7 @@ pub async fn claim_unpublished(
             &[&grace.as_secs_f64(), &resend_after.as_secs_f64(), &limit],
         )
         .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    rows.iter().map(|row| column(row, "id")).collect()
 }
 
 /// Gives claimed rows back when their jobs could not be published.

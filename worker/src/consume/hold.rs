@@ -1,0 +1,73 @@
+//! A batch the environment refused (`JobError::Environment`: a revoked
+//! privilege, a missing table, a read-only database, a lost connection) is
+//! held: left unacked, tried again here with backoff, the consumer reported
+//! held (`/readyz` 503, `intake_worker_consumers{state="held"}`) and every
+//! failed attempt counted. Nothing is moved on, so no event spends a delay
+//! tier, a delivery or a dead-letter for a fault that is not its own; the
+//! consumer takes nothing new meanwhile. Trying a batch again is always
+//! safe: events are idempotent by their order key, e-mails by their outbox
+//! row.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use common::amqp::WorkQueue;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::EventResult;
+use crate::consume::health::{ConsumerState, Session};
+use crate::context::WorkerContext;
+
+/// Runs `attempt` until no result is an environment failure and returns
+/// those results; `None` when shutdown came first (the batch then goes
+/// back to the queue with the channel, unacked).
+pub async fn until_accepted<F, Fut>(
+    context: &WorkerContext,
+    queue: WorkQueue,
+    session: &Session<'_>,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Option<Vec<EventResult>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Vec<EventResult>>,
+{
+    let mut delays = hold_delays();
+    loop {
+        let results = attempt().await;
+        let refused = results
+            .iter()
+            .filter_map(|result| result.as_ref().err())
+            .find(|error| error.is_environment());
+        let Some(error) = refused else {
+            session.set(ConsumerState::Consuming);
+            return Some(results);
+        };
+        session.set(ConsumerState::Held);
+        context.stats.environment_failure(queue);
+        let delay = delays.next().unwrap_or(Duration::from_secs(10));
+        tracing::warn!(
+            message = "Batch held: the environment refused it; trying again.",
+            queue = queue.as_str(),
+            size = results.len(),
+            %error,
+            retry_in_ms = delay.as_millis() as u64,
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// From 0.2 s up to 10 s: a database back after a failover is used within
+/// seconds, while a long outage costs one attempt per 10 s per consumer.
+fn hold_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
