@@ -144,3 +144,47 @@ impl Drop for ReadOnlyDatabase {
         self.restore();
     }
 }
+
+/// A small tmpfs (a disk that can really fill up), unmounted on every
+/// path, also when the test fails. Mounting needs root.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(bytes: u64) -> Tmpfs {
+        let dir =
+            std::env::temp_dir().join(format!("intake-tmpfs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Fills the disk with a file, then gives `leave_free` bytes back, so
+    /// that whatever writes next runs out of space soon; delete the file
+    /// to free the space.
+    pub fn fill_leaving(&self, leave_free: u64) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let written = file.metadata().unwrap().len();
+        file.set_len(written.saturating_sub(leave_free)).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -14,7 +14,7 @@ use intake_tests::chaos::{
     Driver, Size, Tolerance, Workload, check, database_now, own_backend, time_to_recover,
     time_to_send_backlog,
 };
-use intake_tests::services::BrokerOutage;
+use intake_tests::services::{BrokerOutage, Tmpfs};
 use intake_tests::{TestApp, TestOptions, smtp, spawn_app_with};
 use tokio::time::Instant;
 
@@ -255,4 +255,58 @@ async fn chaos_gateway_killed_with_a_non_empty_spool_loses_no_acknowledged_event
     )
     .await
     .assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_full_disk_under_the_spool_loses_no_acknowledged_lina_call() {
+    let inbox = smtp::start(0, &[]);
+    let app = spawn_app_with(options(inbox.url())).await;
+    let workload = workload(&app).await;
+    let disk = Tmpfs::mount(4 * 1024 * 1024);
+    let spool = disk.path().join("spool");
+    let port = smtp::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _gateway = start_gateway(&app, port, &spool);
+    let driver = Driver::new(base.clone(), RATE);
+    wait_listening(&driver.http, &base).await;
+    let fault = async {
+        driver.progress.reached(0.3).await;
+        let outage = blocking(BrokerOutage::begin).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A few calls' worth of space left: the spool runs out mid-load.
+        let filler = disk.fill_leaving(16 * 1024);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        std::fs::remove_file(&filler).unwrap();
+        // LINA answered from the spool again, the broker still away.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        blocking(move || outage.end()).await;
+        vec![time_to_recover(&app, &base, Instant::now()).await]
+    };
+    let (results, recoveries) = tokio::join!(driver.run(&workload), fault);
+    let refused_by_the_disk = results.lina_refused.get("503").copied().unwrap_or(0);
+    let tolerance = Tolerance {
+        spool_dirs: vec![spool.clone()],
+        ..Tolerance::default()
+    };
+    check(
+        "full disk under the spool, broker stopped",
+        &app,
+        &workload,
+        &results,
+        &inbox,
+        &tolerance,
+        recoveries,
+    )
+    .await
+    .assert_ok();
+    assert!(
+        refused_by_the_disk > 0,
+        "the disk filled: some LINA calls were refused with 503"
+    );
+    let set_aside = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("damaged-"))
+        .count();
+    assert_eq!(set_aside, 0, "no segment was torn by the full disk");
 }

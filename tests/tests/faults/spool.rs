@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use intake_tests::app::LINA_SECRET;
-use intake_tests::services::BrokerOutage;
+use intake_tests::services::{BrokerOutage, Tmpfs};
 use intake_tests::{TestOptions, binaries, eventually, spawn_app, spawn_app_with};
 
 const STORE: &str = "48138367-3eba-4772-b2bf-6bbd11840efb";
@@ -188,38 +188,10 @@ async fn a_gateway_killed_with_a_non_empty_spool_drains_it_after_a_restart() {
     .await;
 }
 
-/// A small tmpfs, unmounted on every path (also when the test fails).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(bytes: u64) -> Tmpfs {
-        let dir =
-            std::env::temp_dir().join(format!("intake-tmpfs-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn every_lina_call_answered_200_survives_a_full_disk_under_the_spool() {
     let disk = Tmpfs::mount(256 * 1024);
-    let spool_dir = disk.0.join("spool");
+    let spool_dir = disk.path().join("spool");
     let app = spawn_app_with(TestOptions {
         spool_dir: Some(spool_dir),
         ..TestOptions::default()
@@ -227,7 +199,7 @@ async fn every_lina_call_answered_200_survives_a_full_disk_under_the_spool() {
     .await;
     app.add_store(STORE).await;
     // Most of the disk taken by something else.
-    let filler = disk.0.join("filler");
+    let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 200 * 1024]).unwrap();
 
     let outage = BrokerOutage::begin();
