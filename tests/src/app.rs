@@ -227,6 +227,7 @@ impl TestApp {
             lt_event_time_pointer: None,
             lt_resend_window: self.options.lt_resend_window,
             erasure_clock_margin: self.options.erasure_clock_margin,
+            hold_requeue_after: Duration::from_secs(600),
             subject_hash_key: SecretString::from(TEST_SUBJECT_HASH_KEY),
             database_pool_size: 12,
             outbox_sweep_interval: Duration::from_secs(1),

@@ -49,6 +49,7 @@ pub struct WorkerStats {
     dead_letter_retention: IntGauge,
     consumers: IntGaugeVec,
     environment_failures: IntCounterVec,
+    requeued: IntCounterVec,
     task_restarts: IntCounterVec,
     batch_panics: IntCounter,
 }
@@ -192,6 +193,14 @@ impl WorkerStats {
                 &["queue"],
                 registry
             )?,
+            requeued: register_int_counter_vec_with_registry!(
+                Opts::new(
+                    "intake_worker_requeued_total",
+                    "Messages of batches held past INTAKE_HOLD_REQUEUE_AFTER, put back at the end of their queue.",
+                ),
+                &["queue"],
+                registry
+            )?,
             task_restarts: register_int_counter_vec_with_registry!(
                 Opts::new(
                     "intake_task_restarts_total",
@@ -220,6 +229,7 @@ impl WorkerStats {
             }
             self.environment_failures
                 .with_label_values(&[queue.as_str()]);
+            self.requeued.with_label_values(&[queue.as_str()]);
         }
         for name in task::all() {
             self.task_restarts.with_label_values(&[name]);
@@ -266,6 +276,19 @@ impl WorkerStats {
                     .with_label_values(&[queue.as_str()])
                     .get()
             })
+            .sum()
+    }
+
+    pub fn batch_requeued(&self, queue: WorkQueue, messages: usize) {
+        self.requeued
+            .with_label_values(&[queue.as_str()])
+            .inc_by(messages as u64);
+    }
+
+    pub fn requeued(&self) -> u64 {
+        WorkQueue::ALL
+            .iter()
+            .map(|queue| self.requeued.with_label_values(&[queue.as_str()]).get())
             .sum()
     }
 

@@ -76,6 +76,11 @@ pub struct WorkerArgs {
     /// clock, so events a gateway with a clock this far ahead received before it are stale too
     #[arg(long, env = "INTAKE_ERASURE_CLOCK_MARGIN", default_value = "2s", value_parser = humantime::parse_duration, global = true)]
     pub erasure_clock_margin: Duration,
+    /// A batch held this long (the database refusing it) is put back at the end of its queue as
+    /// new messages, so the broker's consumer_timeout (30 min by default) never closes the
+    /// channel and no redelivery counts against the queue's delivery limit; keep it below that
+    #[arg(long, env = "INTAKE_HOLD_REQUEUE_AFTER", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
+    pub hold_requeue_after: Duration,
     /// Database connections per worker process. Unset: 2 × consumers + e-mail concurrency + 8,
     /// room for every consumer's batch, the background noting of published e-mail jobs,
     /// the e-mail sender, the sweeper and retention, so no batch waits for a connection
@@ -113,6 +118,7 @@ pub struct WorkerSettings {
     pub lt_event_time_pointer: Option<String>,
     pub lt_resend_window: Duration,
     pub erasure_clock_margin: Duration,
+    pub hold_requeue_after: Duration,
     pub subject_hash_key: SecretString,
     pub database_pool_size: usize,
     pub outbox_sweep_interval: Duration,
@@ -195,6 +201,7 @@ impl WorkerArgs {
             lt_event_time_pointer: self.lt_event_time_pointer,
             lt_resend_window: self.lt_resend_window,
             erasure_clock_margin: self.erasure_clock_margin,
+            hold_requeue_after: self.hold_requeue_after,
             subject_hash_key,
             outbox_sweep_interval: self.outbox_sweep_interval,
             retention: self.retention,

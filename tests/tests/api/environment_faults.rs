@@ -29,8 +29,9 @@ async fn applications(app: &TestApp) -> i64 {
     app.count("SELECT count(*) FROM lt_application").await
 }
 
-#[tokio::test]
-async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters_nothing() {
+/// An app whose worker runs as an ordinary role, holding batches for at
+/// most `hold_requeue_after`.
+async fn app_as_ordinary_role(hold_requeue_after: Duration) -> (TestApp, OrdinaryRole) {
     let mut app = spawn_app_with(TestOptions {
         start_worker: false,
         ..TestOptions::default()
@@ -39,7 +40,30 @@ async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters
     let role = OrdinaryRole::create(&app.db_name).await;
     let mut settings = app.worker_settings();
     settings.database_url = SecretString::from(role.url());
+    settings.hold_requeue_after = hold_requeue_after;
     app.worker = Some(app.spawn_worker_with(settings).await);
+    (app, role)
+}
+
+async fn revoke_writes(role: &OrdinaryRole) {
+    role.as_admin(&format!(
+        "REVOKE INSERT, UPDATE ON lt_application FROM \"{}\"",
+        role.name
+    ))
+    .await;
+}
+
+async fn grant_writes(role: &OrdinaryRole) {
+    role.as_admin(&format!(
+        "GRANT INSERT, UPDATE ON lt_application TO \"{}\"",
+        role.name
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters_nothing() {
+    let (mut app, role) = app_as_ordinary_role(Duration::from_secs(600)).await;
 
     post_applications(&app, "before", 3).await;
     eventually(
@@ -49,11 +73,7 @@ async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters
     )
     .await;
 
-    role.as_admin(&format!(
-        "REVOKE INSERT, UPDATE ON lt_application FROM \"{}\"",
-        role.name
-    ))
-    .await;
+    revoke_writes(&role).await;
     post_applications(&app, "during", 5).await;
     eventually(
         "the worker holds the batch and says it is not ready",
@@ -80,11 +100,7 @@ async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters
     assert_eq!(stats.events_dead_lettered(), 0);
     assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
 
-    role.as_admin(&format!(
-        "GRANT INSERT, UPDATE ON lt_application TO \"{}\"",
-        role.name
-    ))
-    .await;
+    grant_writes(&role).await;
     eventually(
         "everything applied after the grant",
         Duration::from_secs(30),
@@ -98,5 +114,43 @@ async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters
     assert_eq!(stats.events_dead_lettered(), 0);
     assert_eq!(stats.events_retried(), 0);
     assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
+    app.worker.take().unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_held_too_long_goes_back_to_the_end_of_its_queue_and_is_applied_later() {
+    let (mut app, role) = app_as_ordinary_role(Duration::from_secs(1)).await;
+    revoke_writes(&role).await;
+    post_applications(&app, "requeued", 3).await;
+    let stats = app.worker.as_ref().unwrap().stats.clone();
+    eventually(
+        "the held batch is put back, more than once",
+        Duration::from_secs(20),
+        || async { (stats.requeued() >= 6).then_some(()) },
+    )
+    .await;
+    assert_eq!(applications(&app).await, 0);
+    assert_eq!(stats.events_retried(), 0);
+    assert_eq!(stats.events_dead_lettered(), 0);
+
+    grant_writes(&role).await;
+    eventually("applied once writable", Duration::from_secs(30), || async {
+        (applications(&app).await == 3).then_some(())
+    })
+    .await;
+    assert_eq!(stats.events_dead_lettered(), 0);
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
+    eventually(
+        "nothing left in the queue",
+        Duration::from_secs(10),
+        || async { (app.depth(WorkQueue::Lt).await == 0).then_some(()) },
+    )
+    .await;
+    assert!(
+        app.worker_metrics()
+            .await
+            .contains("intake_worker_requeued_total{queue=\"lt\"}"),
+        "counted"
+    );
     app.worker.take().unwrap().stop().await;
 }

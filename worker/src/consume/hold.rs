@@ -6,10 +6,12 @@
 //! tier, a delivery or a dead-letter for a fault that is not its own; the
 //! consumer takes nothing new meanwhile. Trying a batch again is always
 //! safe: events are idempotent by their order key, e-mails by their outbox
-//! row.
+//! row. A batch held past `INTAKE_HOLD_REQUEUE_AFTER` is put back at the
+//! end of its queue as new messages (`settle`), before the broker's
+//! consumer timeout would close the channel and count a redelivery.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use common::amqp::WorkQueue;
@@ -19,21 +21,32 @@ use crate::apply::EventResult;
 use crate::consume::health::{ConsumerState, Session};
 use crate::context::WorkerContext;
 
-/// Runs `attempt` until no result is an environment failure and returns
-/// those results; `None` when shutdown came first (the batch then goes
-/// back to the queue with the channel, unacked).
+/// How holding a batch ended.
+pub enum Held {
+    /// No result is an environment failure (any more): settle these.
+    Accepted(Vec<EventResult>),
+    /// Held for `INTAKE_HOLD_REQUEUE_AFTER`: put it back at the end of its queue.
+    TooLong,
+    /// Shutdown came first: the batch goes back to the queue with the
+    /// channel, unacked.
+    ShutDown,
+}
+
+/// Runs `attempt` until no result is an environment failure, for at most
+/// `INTAKE_HOLD_REQUEUE_AFTER`.
 pub async fn until_accepted<F, Fut>(
     context: &WorkerContext,
     queue: WorkQueue,
     session: &Session<'_>,
     shutdown: &CancellationToken,
     mut attempt: F,
-) -> Option<Vec<EventResult>>
+) -> Held
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Vec<EventResult>>,
 {
     let mut delays = hold_delays();
+    let held_since = Instant::now();
     loop {
         let results = attempt().await;
         let refused = results
@@ -42,7 +55,7 @@ where
             .find(|error| error.is_environment());
         let Some(error) = refused else {
             session.set(ConsumerState::Consuming);
-            return Some(results);
+            return Held::Accepted(results);
         };
         session.set(ConsumerState::Held);
         context.stats.environment_failure(queue);
@@ -54,8 +67,11 @@ where
             %error,
             retry_in_ms = delay.as_millis() as u64,
         );
+        if held_since.elapsed() + delay > context.settings.hold_requeue_after {
+            return Held::TooLong;
+        }
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled() => return Held::ShutDown,
             _ = tokio::time::sleep(delay) => {}
         }
     }

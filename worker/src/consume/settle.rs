@@ -22,7 +22,7 @@ use crate::apply::jobs::Outcome;
 use crate::apply::jobs::{self, Task};
 use crate::apply::{EventResult, apply_batch};
 use crate::consume::health::Session;
-use crate::consume::hold;
+use crate::consume::hold::{self, Held};
 use crate::consume::retry::Disposition;
 use crate::context::WorkerContext;
 use crate::email;
@@ -56,9 +56,14 @@ pub async fn process_batch(
         .map(|delivery| Envelope::from_amqp(&delivery.properties, &delivery.data))
         .collect();
     let attempt = || run_tasks_caught(context, &envelopes);
-    let outcomes = hold::until_accepted(context, queue, session, shutdown, attempt)
-        .await
-        .ok_or(SettleError::ShutDownWhileHeld)?;
+    let outcomes = match hold::until_accepted(context, queue, session, shutdown, attempt).await {
+        Held::Accepted(outcomes) => outcomes,
+        Held::ShutDown => return Err(SettleError::ShutDownWhileHeld),
+        Held::TooLong => {
+            requeue(context, queue, deliveries).await?;
+            return ack_batch(context, deliveries).await;
+        }
+    };
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
         let envelope = envelope.as_ref().ok();
         match outcome {
@@ -69,20 +74,53 @@ pub async fn process_batch(
             }
         }
     }
-    if let Some(last) = deliveries.last() {
-        // Every delivery up to this one on this channel belongs to the batch.
-        let ack = last.acker.ack(BasicAckOptions { multiple: true });
-        // An ack on a connection that died can wait forever: bounded, so the
-        // consumer notices and reconnects (the batch is then redelivered and
-        // dropped as duplicates).
-        match tokio::time::timeout(context.settings.amqp.publish_timeout, ack).await {
-            Ok(result) => {
-                result?;
-            }
-            Err(_) => return Err(SettleError::AckTimeout),
-        }
-    }
+    ack_batch(context, deliveries).await?;
     context.stats.batch_took(queue.as_str(), started.elapsed());
+    Ok(())
+}
+
+/// Acks every delivery of the batch with one multiple-ack.
+async fn ack_batch(context: &WorkerContext, deliveries: &[Delivery]) -> Result<(), SettleError> {
+    let Some(last) = deliveries.last() else {
+        return Ok(());
+    };
+    // Every delivery up to this one on this channel belongs to the batch.
+    let ack = last.acker.ack(BasicAckOptions { multiple: true });
+    // An ack on a connection that died can wait forever: bounded, so the
+    // consumer notices and reconnects (the batch is then redelivered and
+    // dropped as duplicates).
+    match tokio::time::timeout(context.settings.amqp.publish_timeout, ack).await {
+        Ok(result) => {
+            result?;
+            Ok(())
+        }
+        Err(_) => Err(SettleError::AckTimeout),
+    }
+}
+
+/// Puts a batch held too long back at the end of its work queue as new
+/// messages, unchanged (same id, headers and attempt), confirmed by the
+/// broker before the originals are acked: a redelivery would count against
+/// the queue's delivery limit, a new message starts from none. Order does
+/// not matter: events are ordered by their order key, not by the queue.
+async fn requeue(
+    context: &WorkerContext,
+    queue: WorkQueue,
+    deliveries: &[Delivery],
+) -> Result<(), PublishError> {
+    let work_queue = context.topology.work_queue(queue);
+    for delivery in deliveries {
+        context
+            .publisher
+            .publish("", &work_queue, &delivery.data, delivery.properties.clone())
+            .await?;
+    }
+    context.stats.batch_requeued(queue, deliveries.len());
+    tracing::warn!(
+        message = "Batch held too long; put back at the end of its queue.",
+        queue = queue.as_str(),
+        size = deliveries.len(),
+    );
     Ok(())
 }
 
