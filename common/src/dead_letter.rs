@@ -69,13 +69,33 @@ pub fn for_replay(properties: &BasicProperties) -> BasicProperties {
     if let Some(existing) = properties.headers() {
         for (key, value) in existing {
             let name = key.as_str();
-            if !ALL.contains(&name) && !name.starts_with("x-") && name != header::ATTEMPT {
+            if !ALL.contains(&name) && !broker_owned(name) && name != header::ATTEMPT {
                 headers.insert(key.clone(), value.clone());
             }
         }
     }
     headers.insert(header::ATTEMPT.into(), AMQPValue::LongLongInt(0));
     properties.clone().with_headers(headers)
+}
+
+/// `properties` for a batch put back at the end of its queue (held too
+/// long): everything ours kept, attempt included; the broker's own headers
+/// (delivery count, dead-letter history) removed, as for a new message.
+pub fn for_requeue(properties: &BasicProperties) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    if let Some(existing) = properties.headers() {
+        for (key, value) in existing {
+            if !broker_owned(key.as_str()) {
+                headers.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    properties.clone().with_headers(headers)
+}
+
+/// Headers RabbitMQ sets itself (`x-delivery-count`, `x-death`, …).
+fn broker_owned(name: &str) -> bool {
+    name.starts_with("x-")
 }
 
 fn failure_headers(properties: &BasicProperties, error: &str) -> FieldTable {

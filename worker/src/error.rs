@@ -7,7 +7,8 @@ use tokio_postgres::types::FromSql;
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum JobError {
     /// The event's own trouble that may pass (the SMTP server refused for
-    /// now or is unreachable): its next delay tier.
+    /// now or is unreachable, a batch that panicked, an e-mail's record
+    /// failing after its hand-over): its next delay tier.
     #[error("transient failure: {0}")]
     Transient(String),
     /// The event's own, for good: the dead-letter queue with `reason`.
@@ -48,15 +49,18 @@ impl JobError {
 }
 
 /// Whose fault a SQLSTATE is: only the classes a value of the event can
-/// cause are the event's (22 data exception, 23 integrity constraint, 54
-/// program limit exceeded, e.g. a document too large). Everything else (42
+/// cause are the event's (21 cardinality, 22 data exception, 23 integrity
+/// constraint, 54 program limit exceeded, e.g. a document too large, P0 a
+/// trigger's RAISE), and the batch then pins them on one event in its
+/// savepoints. An erasure refused even so is held (`apply::batch`): it only
+/// deletes our rows. Everything else (42
 /// privileges and schema, 25 read-only, 08 connection, 40 deadlock, 53
 /// resources, 55/57 locks and shutdown, XX internal, and codes not known
 /// here) is the environment's: holding a batch until it passes loses
 /// nothing, while dead-lettering every event for a fault that is not theirs
 /// would bury them where retention purges them.
 pub fn is_the_events(sqlstate: &str) -> bool {
-    matches!(sqlstate.get(..2), Some("22" | "23" | "54"))
+    matches!(sqlstate.get(..2), Some("21" | "22" | "23" | "54" | "P0"))
 }
 
 impl From<tokio_postgres::Error> for JobError {
@@ -85,6 +89,18 @@ impl From<deadpool_postgres::PoolError> for JobError {
 
 /// Column `name` of `row`. A type that drifted from the code's (a bad
 /// deploy) is an environment failure naming the column, never a panic.
+/// An environment failure met after an e-mail was handed over (recording it
+/// failed) climbs the delay tiers instead of being held: holding would hand
+/// the e-mail over again at every attempt, the tiers bound how often.
+pub fn once_handed_over(error: JobError) -> JobError {
+    match error {
+        JobError::Environment(detail) => {
+            JobError::Transient(format!("recording a sent e-mail failed: {detail}"))
+        }
+        other => other,
+    }
+}
+
 pub fn column<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, JobError> {
     row.try_get(name).map_err(|_| {
         // The decoding error is left out: it may quote the value.
@@ -98,7 +114,9 @@ mod tests {
 
     #[test]
     fn only_data_and_constraint_errors_are_the_events() {
-        for code in ["22P02", "22001", "23505", "23503", "54000"] {
+        for code in [
+            "21000", "22P02", "22001", "23505", "23503", "54000", "P0001",
+        ] {
             assert!(is_the_events(code), "{code}");
         }
         for code in [

@@ -177,6 +177,12 @@ impl WorkerArgs {
         if let Some(pointer) = &self.lt_event_time_pointer {
             common::settings::validate_pointer("INTAKE_LT_EVENT_TIME_POINTER", pointer)?;
         }
+        if self.hold_requeue_after.is_zero() {
+            return Err(invalid(
+                "INTAKE_HOLD_REQUEUE_AFTER",
+                "must be above zero (and below the broker's consumer_timeout)",
+            ));
+        }
         let mail = self.mail.into_settings()?;
         let consumers = self.consumers.max(1);
         let database_pool_size = self

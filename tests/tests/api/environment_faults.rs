@@ -154,3 +154,47 @@ async fn a_batch_held_too_long_goes_back_to_the_end_of_its_queue_and_is_applied_
     );
     app.worker.take().unwrap().stop().await;
 }
+
+#[tokio::test]
+async fn an_erasure_refused_by_a_constraint_someone_added_is_held_not_dead_lettered() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    post_applications(&app, "kept", 1).await;
+    eventually("the application", Duration::from_secs(20), || async {
+        (applications(&app).await == 1).then_some(())
+    })
+    .await;
+    // A partner's table pointing at ours, without ON DELETE CASCADE.
+    app.db
+        .batch_execute(
+            "CREATE TABLE partner_note (user_id text REFERENCES lt_application (mydatashare_user_id));
+             INSERT INTO partner_note VALUES ('kept-0')",
+        )
+        .await
+        .unwrap();
+    let revocation = r#"{"mydatashare_user_id":"kept-0","status":"revoked"}"#;
+    assert_eq!(app.post_lt(revocation).await.status(), 200);
+    let stats = app.worker.as_ref().unwrap().stats.clone();
+    eventually("the erasure is held", Duration::from_secs(20), || async {
+        (stats.environment_failures() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stats.events_dead_lettered(),
+        0,
+        "an erasure is never dead-lettered for it"
+    );
+    assert_eq!(applications(&app).await, 1);
+
+    app.db
+        .batch_execute("DROP TABLE partner_note")
+        .await
+        .unwrap();
+    eventually(
+        "erased once the constraint is gone",
+        Duration::from_secs(30),
+        || async { (applications(&app).await == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(stats.events_dead_lettered(), 0);
+    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
+}

@@ -140,11 +140,18 @@ async fn apply_one_by_one(
                 }
                 results.push(Ok((planned.outcome, Some(subject))));
             }
+            // An erasure only deletes our rows and writes a tombstone: a
+            // refusal (a foreign key or trigger someone added) is not the
+            // request's fault, and dead-lettering it would leave the data.
+            Err(JobError::Permanent { detail, .. }) if planned.outcome == Outcome::Erased => {
+                return Err(JobError::Environment(format!("erasure refused: {detail}")));
+            }
             Err(error @ JobError::Permanent { .. }) => {
                 savepoint.rollback().await?;
                 results.push(Err(error));
             }
-            // Transient trouble (connection lost, deadlock): retry the batch.
+            // The environment's (connection lost, deadlock, privileges): the
+            // whole batch is held and tried again.
             Err(error) => return Err(error),
         }
     }

@@ -22,7 +22,7 @@ use crate::apply::jobs::Outcome;
 use crate::context::WorkerContext;
 use crate::email::compose::compose;
 use crate::email::outbox::{self, OutboxRow};
-use crate::error::JobError;
+use crate::error::{JobError, once_handed_over};
 
 /// Sends each job's e-mail; one result per job, in order. A chunk's failure
 /// to reach the database fails that chunk's jobs only (they are retried).
@@ -97,9 +97,12 @@ async fn send_unheld(
         .zip(&handed_over)
         .filter_map(|(row, result)| result.as_ref().err().map(|error| failure(row.id, error)))
         .collect();
-    outbox::mark_sent(&transaction, &sent).await?;
-    outbox::note_failures(&transaction, &failures).await?;
-    transaction.commit().await?;
+    let recorded = async {
+        outbox::mark_sent(&transaction, &sent).await?;
+        outbox::note_failures(&transaction, &failures).await?;
+        transaction.commit().await.map_err(JobError::from)
+    };
+    recorded.await.map_err(once_handed_over)?;
     let mut settled: HashMap<Uuid, EventResult> = done
         .into_iter()
         .map(|row| (row.id, Ok((Outcome::Duplicate, row.subject))))
@@ -123,11 +126,14 @@ async fn send_one(context: &WorkerContext, id: Uuid) -> EventResult {
         return Ok((Outcome::Duplicate, row.subject));
     }
     let result = hand_over(context, &row).await;
-    match &result {
-        Ok(()) => outbox::mark_sent(&transaction, &[id]).await?,
-        Err(error) => outbox::note_failures(&transaction, &[failure(id, error)]).await?,
-    }
-    transaction.commit().await?;
+    let recorded = async {
+        match &result {
+            Ok(()) => outbox::mark_sent(&transaction, &[id]).await?,
+            Err(error) => outbox::note_failures(&transaction, &[failure(id, error)]).await?,
+        }
+        transaction.commit().await.map_err(JobError::from)
+    };
+    recorded.await.map_err(once_handed_over)?;
     settle(context, row.subject, result)
 }
 

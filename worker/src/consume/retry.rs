@@ -62,7 +62,7 @@ mod tests {
     }
 
     fn transient() -> JobError {
-        JobError::Transient("database unavailable".into())
+        JobError::Transient("SMTP 451".into())
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::apply::batch::PreparedEvent;
 use crate::apply::jobs::Outcome;
 use crate::apply::jobs::{self, Task};
 use crate::apply::{EventResult, apply_batch};
-use crate::consume::health::Session;
+use crate::consume::health::{ConsumerState, Session};
 use crate::consume::hold::{self, Held};
 use crate::consume::retry::Disposition;
 use crate::context::WorkerContext;
@@ -39,7 +39,7 @@ pub enum SettleError {
     Ack(#[from] lapin::Error),
     #[error("the broker did not answer the batch's ack in time")]
     AckTimeout,
-    #[error("shut down while the batch was held; it goes back to the queue")]
+    #[error("shut down while the batch was held; it was put back at the end of its queue")]
     ShutDownWhileHeld,
 }
 
@@ -58,10 +58,20 @@ pub async fn process_batch(
     let attempt = || run_tasks_caught(context, &envelopes);
     let outcomes = match hold::until_accepted(context, queue, session, shutdown, attempt).await {
         Held::Accepted(outcomes) => outcomes,
-        Held::ShutDown => return Err(SettleError::ShutDownWhileHeld),
+        // Put back as new messages: closing the channel on them would count a
+        // redelivery against the queue's delivery limit, at every restart.
+        Held::ShutDown => {
+            requeue(context, queue, deliveries).await?;
+            ack_batch(context, deliveries).await?;
+            return Err(SettleError::ShutDownWhileHeld);
+        }
         Held::TooLong => {
             requeue(context, queue, deliveries).await?;
-            return ack_batch(context, deliveries).await;
+            ack_batch(context, deliveries).await?;
+            // Nothing is held any more; the next batch shows what the
+            // database says now.
+            session.set(ConsumerState::Consuming);
+            return Ok(());
         }
     };
     for ((delivery, envelope), outcome) in deliveries.iter().zip(&envelopes).zip(outcomes) {
@@ -112,7 +122,12 @@ async fn requeue(
     for delivery in deliveries {
         context
             .publisher
-            .publish("", &work_queue, &delivery.data, delivery.properties.clone())
+            .publish(
+                "",
+                &work_queue,
+                &delivery.data,
+                dead_letter::for_requeue(&delivery.properties),
+            )
             .await?;
     }
     context.stats.batch_requeued(queue, deliveries.len());
