@@ -2,12 +2,28 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName};
 use actix_web::{HttpMessage, HttpRequest, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 
 use crate::error::GatewayError;
+
+/// Headers a request may carry once only: with two, the gateway and
+/// whatever stands in front of it could each read a different one (a
+/// right token then a wrong one, JSON then something else).
+const SINGLE_HEADERS: [HeaderName; 3] = [AUTHORIZATION, CONTENT_TYPE, CONTENT_LENGTH];
+
+/// Refuses a request that repeats one of `SINGLE_HEADERS` (400 `repeated_header`).
+pub fn refuse_repeated_headers(request: &HttpRequest) -> Result<(), GatewayError> {
+    match SINGLE_HEADERS
+        .iter()
+        .find(|name| request.headers().get_all(*name).nth(1).is_some())
+    {
+        Some(name) => Err(GatewayError::RepeatedHeader(name.as_str())),
+        None => Ok(()),
+    }
+}
 
 /// `Content-Type: application/json`, with or without parameters (charset).
 pub fn require_json(request: &HttpRequest) -> Result<(), GatewayError> {
@@ -27,24 +43,50 @@ pub struct BodyLimits {
     pub timeout: Duration,
 }
 
+/// A body that could not be read whole, with what did arrive.
+#[derive(Debug)]
+pub struct Unread {
+    pub error: GatewayError,
+    pub received: BytesMut,
+}
+
+impl From<Unread> for GatewayError {
+    fn from(unread: Unread) -> Self {
+        unread.error
+    }
+}
+
 /// Reads the body, refusing (413) as soon as it is known to exceed the
 /// limit: from `Content-Length` before reading, or while streaming a chunked
-/// body; and (408) when it has not fully arrived within the timeout.
+/// body; (400) when the client ended it early; and (408) when it has not
+/// fully arrived within the timeout.
 pub async fn read_limited(
     request: &HttpRequest,
     mut payload: web::Payload,
     limits: BodyLimits,
-) -> Result<BytesMut, GatewayError> {
+) -> Result<BytesMut, Unread> {
+    let mut received = BytesMut::new();
     let read = tokio::time::timeout(
         limits.timeout,
-        read_body(request, &mut payload, limits.max_bytes),
+        read_body(request, &mut payload, limits.max_bytes, &mut received),
     )
     .await
     .unwrap_or(Err(GatewayError::RequestTimeout));
-    if read.is_err() {
-        hold_until_answered(payload);
+    match read {
+        Ok(()) => Ok(received),
+        Err(error) => {
+            hold_until_answered(payload);
+            Err(Unread { error, received })
+        }
     }
-    read
+}
+
+/// Refuses a request before its body is read: the body is held until the
+/// answer is out (`hold_until_answered`), so that actix closes the
+/// connection instead of draining a body that may never end.
+pub fn refuse_unread(payload: web::Payload, error: GatewayError) -> GatewayError {
+    hold_until_answered(payload);
+    error
 }
 
 /// Keeps the unread rest of a refused body alive until the answer is out.
@@ -65,7 +107,8 @@ async fn read_body(
     request: &HttpRequest,
     payload: &mut web::Payload,
     limit: usize,
-) -> Result<BytesMut, GatewayError> {
+    body: &mut BytesMut,
+) -> Result<(), GatewayError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -74,7 +117,7 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    body.reserve(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| GatewayError::IncompleteBody)?;
         if body.len() + chunk.len() > limit {
@@ -82,5 +125,5 @@ async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(())
 }

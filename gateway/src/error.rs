@@ -37,6 +37,8 @@ pub enum GatewayError {
     Overloaded,
     #[error("the event could not be stored durably; try again")]
     Unavailable(PublishError),
+    #[error("the {0} header appears more than once")]
+    RepeatedHeader(&'static str),
     #[error("no such endpoint")]
     NotFound,
     #[error("this endpoint takes POST")]
@@ -60,6 +62,7 @@ impl GatewayError {
             GatewayError::Overloaded => "overloaded",
             GatewayError::Unavailable(PublishError::Blocked) => "broker_blocked",
             GatewayError::Unavailable(_) => "broker_unavailable",
+            GatewayError::RepeatedHeader(_) => "repeated_header",
             GatewayError::NotFound => "not_found",
             GatewayError::MethodNotAllowed => "method_not_allowed",
         }
@@ -78,9 +81,9 @@ impl ResponseError for GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::IncompleteBody | GatewayError::InvalidLtPayload(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::IncompleteBody
+            | GatewayError::InvalidLtPayload(_)
+            | GatewayError::RepeatedHeader(_) => StatusCode::BAD_REQUEST,
             GatewayError::Overloaded | GatewayError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod connection;
 pub mod error;
 pub mod metrics;
 pub mod publish;

@@ -25,6 +25,7 @@ pub struct GatewayMetrics {
     spool_events: IntGauge,
     broker_up: IntGauge,
     task_restarts: IntCounterVec,
+    connections_closed: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -111,12 +112,28 @@ impl GatewayMetrics {
                 &["task"],
                 registry
             )?,
+            connections_closed: register_int_counter_vec_with_registry!(
+                Opts::new(
+                    "intake_http_connections_closed_total",
+                    "Connections the gateway closed itself, by reason (idle: no next request within keep-alive plus the head timeout after a response).",
+                ),
+                &["reason"],
+                registry
+            )?,
             registry,
         };
+        metrics.connections_closed.with_label_values(&["idle"]);
+        metrics
+            .registry
+            .register(Box::new(common::telemetry::HTTP_REFUSALS.clone()))?;
         metrics
             .task_restarts
             .with_label_values(&[crate::startup::SPOOL_DRAINER]);
         Ok(metrics)
+    }
+
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed.with_label_values(&[reason]).inc();
     }
 
     pub fn task_restarted(&self, task: &str) {
@@ -167,12 +184,15 @@ impl GatewayMetrics {
 }
 
 /// The sender a request path belongs to (a bounded label; LINA's secret never appears).
-pub fn source_of(path: &str) -> &'static str {
-    if path == "/webhooks/lt" {
-        "lt"
-    } else if path.starts_with("/webhooks/lina/") {
-        "lina"
-    } else {
-        "other"
+/// The sender label of a request, from the route it matched.
+pub fn source_of(pattern: Option<&str>) -> &'static str {
+    match pattern {
+        Some(LT_ROUTE) => "lt",
+        Some(LINA_ROUTE) => "lina",
+        _ => "other",
     }
 }
+
+/// The webhooks' routes (`startup` serves them).
+pub const LT_ROUTE: &str = "/webhooks/lt";
+pub const LINA_ROUTE: &str = "/webhooks/lina/{secret}";

@@ -12,7 +12,8 @@ use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::ops::{MetricsRender, Readiness, ReadinessCheck};
 use std::time::Instant;
 
-use crate::metrics::{GatewayMetrics, source_of};
+use crate::connection::{ConnectionWatch, IdleLimits, watch_connections};
+use crate::metrics::{GatewayMetrics, LINA_ROUTE, LT_ROUTE, source_of};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -102,28 +103,46 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(move |request, service| {
-                    let source = source_of(request.path());
+                    let watch = request.conn_data::<ConnectionWatch>().cloned();
+                    if let Some(watch) = &watch {
+                        watch.request_started();
+                    }
                     let started = Instant::now();
                     let response = service.call(request);
                     let metrics = request_metrics.clone();
                     async move {
-                        let response = response.await?;
+                        let response = response.await;
+                        if let Some(watch) = watch {
+                            watch.response_ready();
+                        }
+                        let response = response?;
+                        // By the route matched, not the raw path: an
+                        // equivalent URL (percent-encoded) counts the same.
+                        let source = source_of(response.request().match_pattern().as_deref());
                         metrics.request(source, response.status().as_u16(), started.elapsed());
                         Ok(response)
                     }
                 })
                 .service(
-                    web::resource("/webhooks/lt")
+                    web::resource(LT_ROUTE)
                         .route(web::post().to(routes::lt::receive))
                         .default_service(web::to(routes::method_not_allowed)),
                 )
                 .service(
-                    web::resource("/webhooks/lina/{secret}")
+                    web::resource(LINA_ROUTE)
                         .route(web::post().to(routes::lina::receive))
                         .default_service(web::to(routes::method_not_allowed)),
                 )
                 .default_service(web::to(routes::not_found))
         })
+        // Between requests, in front of actix (see `connection`).
+        .on_connect(watch_connections(
+            IdleLimits {
+                before_first_byte: settings.http.keep_alive + settings.http.request_head,
+                head: settings.http.request_head,
+            },
+            metrics.clone(),
+        ))
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         // Slow and idle clients: a head that never completes gets 408 and the

@@ -24,12 +24,11 @@ pub fn init_into(dir: &Path) {
     let Ok(file) = open(dir, "test") else {
         return common::telemetry::init("info", common::telemetry::LogFormat::Json);
     };
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .json()
-        .flatten_event(true)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
+    common::telemetry::init_writing(
+        "info",
+        common::telemetry::LogFormat::Json,
+        std::sync::Mutex::new(file),
+    );
 }
 
 /// Where a spawned binary's stderr goes: a file in the log directory, or nowhere.

@@ -23,8 +23,9 @@ pub fn without_bom(body: &[u8]) -> &[u8] {
 }
 
 /// Parses JSON (a leading byte-order mark ignored), refusing duplicate keys
-/// at any depth. Nesting is bounded by serde_json's recursion limit (128),
-/// so a deeply nested body is `Invalid`.
+/// at any depth. Nesting is bounded by serde_json's recursion limit: at
+/// most `MAX_NESTING` arrays and objects inside each other (the document
+/// itself counts), one more is `Invalid`.
 pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
     match serde_json::from_slice::<UniqueKeys>(without_bom(body)) {
         Ok(UniqueKeys(value)) => Ok(value),
@@ -34,6 +35,9 @@ pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
 }
 
 const DUPLICATE: &str = "duplicate key";
+
+/// The deepest nesting accepted (serde_json refuses its 128th level).
+pub const MAX_NESTING: usize = 127;
 
 /// A JSON value whose objects never repeat a key.
 struct UniqueKeys(Value);
@@ -120,6 +124,25 @@ pub fn contains_nul(value: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_accepted_and_one_more_is_refused() {
+        assert!(parse(nested(MAX_NESTING).as_bytes()).is_ok());
+        assert_eq!(
+            parse(nested(MAX_NESTING + 1).as_bytes()),
+            Err(JsonError::Invalid)
+        );
+        let objects = |depth: usize| format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+        assert!(parse(objects(MAX_NESTING).as_bytes()).is_ok());
+        assert_eq!(
+            parse(objects(MAX_NESTING + 1).as_bytes()),
+            Err(JsonError::Invalid)
+        );
+    }
 
     #[test]
     fn a_leading_byte_order_mark_is_ignored_and_only_there() {

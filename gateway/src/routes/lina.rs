@@ -8,7 +8,7 @@ use common::senders::{json, lina};
 use common::{Envelope, EventKind};
 
 use crate::auth::check_path_secret;
-use crate::body::{read_limited, require_json};
+use crate::body::{Unread, read_limited, refuse_repeated_headers, refuse_unread, require_json};
 use crate::error::GatewayError;
 use crate::publish::publish_or_spool;
 use crate::source::check_source;
@@ -21,22 +21,43 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let lina = state.lina.as_ref().ok_or(GatewayError::NotFound)?;
+    let Some(lina) = state.lina.as_ref() else {
+        return Err(refuse_unread(payload, GatewayError::NotFound));
+    };
     // Before the secret: a refused source gets 403 whatever the path says,
     // so it cannot tell a valid secret from an invalid one.
-    check_source(
+    let checked = check_source(
         &request,
         state.sources.lina.as_deref(),
         &state.sources.trusted_proxies,
-    )?;
-    check_path_secret(&secret, &lina.path_secrets)?;
-    let body = read_limited(&request, payload, state.body).await?;
+    )
+    .and_then(|()| check_path_secret(&secret, &lina.path_secrets));
+    if let Err(error) = checked {
+        return Err(refuse_unread(payload, error));
+    }
+    // A body the client ended early is a LINA 400 like the others: kept
+    // (what arrived of it) in the quarantine. Too large or too slow is not.
+    let (body, incomplete) = match read_limited(&request, payload, state.body).await {
+        Ok(body) => (body, None),
+        Err(Unread {
+            error: error @ GatewayError::IncompleteBody,
+            received,
+        }) => (received, Some(error)),
+        Err(unread) => return Err(unread.error),
+    };
     let body = json::without_bom(&body);
     let call = lina::read_call(body);
-    let refusal = match require_json(&request) {
-        Ok(()) => call.payload.err().map(GatewayError::InvalidLinaPayload),
-        Err(_) => Some(GatewayError::LinaUnsupportedMediaType),
-    };
+    let refusal = incomplete
+        .or_else(|| refuse_repeated_headers(&request).err())
+        .or_else(|| match require_json(&request) {
+            Ok(()) => call
+                .payload
+                .as_ref()
+                .err()
+                .cloned()
+                .map(GatewayError::InvalidLinaPayload),
+            Err(_) => Some(GatewayError::LinaUnsupportedMediaType),
+        });
     let kind = if call.withdrawal {
         EventKind::LinaWithdrawal
     } else {

@@ -5,7 +5,7 @@ use common::senders::{json, lt};
 use common::{Envelope, EventKind};
 
 use crate::auth::check_bearer;
-use crate::body::{read_limited, require_json};
+use crate::body::{read_limited, refuse_repeated_headers, refuse_unread, require_json};
 use crate::error::GatewayError;
 use crate::publish::publish_envelope;
 use crate::source::check_source;
@@ -16,13 +16,17 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    check_source(
+    let checked = check_source(
         &request,
         state.sources.lt.as_deref(),
         &state.sources.trusted_proxies,
-    )?;
-    check_bearer(&request, &state.lt_tokens)?;
-    require_json(&request)?;
+    )
+    .and_then(|()| refuse_repeated_headers(&request))
+    .and_then(|()| check_bearer(&request, &state.lt_tokens))
+    .and_then(|()| require_json(&request));
+    if let Err(error) = checked {
+        return Err(refuse_unread(payload, error));
+    }
     let body = read_limited(&request, payload, state.body).await?;
     let body = json::without_bom(&body);
     let parsed = lt::parse(body, &state.lt_email_pointer).map_err(|reason| {

@@ -34,6 +34,8 @@ struct Case {
     content_type: Option<&'static str>,
     body: Vec<u8>,
     chunked: bool,
+    /// Sent after the sender's own headers (a second copy of one of them).
+    extra_headers: Vec<(&'static str, &'static str)>,
     status: u16,
     reason: &'static str,
 }
@@ -52,9 +54,15 @@ impl Case {
             content_type: Some("application/json"),
             body: body.into(),
             chunked: false,
+            extra_headers: Vec::new(),
             status: 400,
             reason,
         }
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Case {
+        self.extra_headers.push((name, value));
+        self
     }
 
     fn status(mut self, status: u16) -> Case {
@@ -95,6 +103,7 @@ impl Case {
         if let Some(content_type) = self.content_type {
             headers.push(("Content-Type", content_type));
         }
+        headers.extend(self.extra_headers.iter().copied());
         request(self.method, &path, &headers, &self.body, self.chunked)
     }
 }
@@ -246,6 +255,18 @@ fn cases(limit: usize) -> Vec<Case> {
         )
         .chunked()
         .status(413),
+        lt(
+            "Authorization twice (right, then wrong)",
+            lt_ok.clone(),
+            "repeated_header",
+        )
+        .header("Authorization", "Bearer wrong-token"),
+        lt(
+            "Content-Type twice (JSON first)",
+            lt_ok.clone(),
+            "repeated_header",
+        )
+        .header("Content-Type", "text/plain"),
         // LINA
         lina("not JSON", "not json", "invalid_json"),
         lina("malformed UTF-8", lina_invalid_utf8, "invalid_json"),
@@ -334,6 +355,12 @@ fn cases(limit: usize) -> Vec<Case> {
         lina("over the limit (chunked)", over, "payload_too_large")
             .chunked()
             .status(413),
+        lina(
+            "Content-Type twice (JSON first)",
+            lina_ok.clone(),
+            "repeated_header",
+        )
+        .header("Content-Type", "text/plain"),
     ]
 }
 

@@ -10,6 +10,7 @@ mod environment_faults;
 mod erasure;
 mod erasure_paths;
 mod hash_key;
+mod http_edge;
 mod lina;
 mod lina_admin;
 mod lt_gateway;
