@@ -19,7 +19,7 @@ pub enum DbError {
     Build(String),
     #[error("database unavailable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migration(String),
@@ -50,4 +50,25 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
         .recycle_timeout(Some(POOL_TIMEOUT))
         .build()
         .map_err(|error| DbError::Build(error.to_string()))
+}
+
+/// A database error as it may be shown or logged: its SQLSTATE and the
+/// names of what it concerns, never the server's message or detail, which
+/// can quote the values (`Key (email)=(…) already exists`, `invalid input
+/// syntax for type uuid: "…"`).
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db_error) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let mut text = format!("SQLSTATE {}", db_error.code().code());
+    for (what, name) in [
+        ("table", db_error.table()),
+        ("column", db_error.column()),
+        ("constraint", db_error.constraint()),
+    ] {
+        if let Some(name) = name {
+            text.push_str(&format!(", {what} {name}"));
+        }
+    }
+    text
 }

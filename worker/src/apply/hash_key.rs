@@ -31,7 +31,7 @@ pub enum HashKeyError {
          tombstones are keyed hashes of ids that are no longer stored)"
     )]
     Mismatch(&'static str),
-    #[error("cannot check INTAKE_SUBJECT_HASH_KEY against the database: {0}")]
+    #[error("cannot check INTAKE_SUBJECT_HASH_KEY against the database: {}", common::db::describe(.0))]
     Database(#[from] tokio_postgres::Error),
 }
 

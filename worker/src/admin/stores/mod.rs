@@ -20,7 +20,8 @@ pub use webhooks::{Store, add_webhook, list_webhooks, remove_webhook};
 pub enum LinaError {
     #[error("database unavailable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    /// Shown as its SQLSTATE: the server's text can quote the data.
+    #[error("database error: {}", common::db::describe(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("the store {0} is already registered")]
     AlreadyRegistered(uuid::Uuid),

@@ -23,7 +23,8 @@ pub use crate::apply::erasure::Person as Subject;
 pub enum SubjectError {
     #[error("database unavailable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    /// Shown as its SQLSTATE: the server's text can quote the data.
+    #[error("database error: {}", common::db::describe(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Job(#[from] crate::error::JobError),
