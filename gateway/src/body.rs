@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName};
+use actix_web::http::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderName,
+};
 use actix_web::{HttpMessage, HttpRequest, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -22,6 +24,37 @@ pub fn refuse_repeated_headers(request: &HttpRequest) -> Result<(), GatewayError
     {
         Some(name) => Err(GatewayError::RepeatedHeader(name.as_str())),
         None => Ok(()),
+    }
+}
+
+/// Refuses a body that is not sent as is (415 `unsupported_encoding`): the
+/// gateway decodes nothing, so a gzip body would be refused as invalid
+/// JSON, and a plain body labelled gzip stored as if it were compressed.
+pub fn require_identity_encoding(request: &HttpRequest) -> Result<(), GatewayError> {
+    let identity = request
+        .headers()
+        .get_all(CONTENT_ENCODING)
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .all(|coding| coding.trim().eq_ignore_ascii_case("identity"));
+    if identity {
+        Ok(())
+    } else {
+        Err(GatewayError::UnsupportedEncoding)
+    }
+}
+
+/// Refuses an expectation other than `100-continue` (417), as RFC 9110
+/// §10.1.1 asks of a server that cannot meet it.
+pub fn refuse_unknown_expectation(request: &HttpRequest) -> Result<(), GatewayError> {
+    let known = request.headers().get_all(EXPECT).all(|value| {
+        value
+            .to_str()
+            .is_ok_and(|value| value.trim().eq_ignore_ascii_case("100-continue"))
+    });
+    if known {
+        Ok(())
+    } else {
+        Err(GatewayError::ExpectationFailed)
     }
 }
 

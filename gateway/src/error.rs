@@ -37,6 +37,10 @@ pub enum GatewayError {
     Overloaded,
     #[error("the event could not be stored durably; try again")]
     Unavailable(PublishError),
+    #[error("the body must be sent without a content encoding")]
+    UnsupportedEncoding,
+    #[error("only the expectation 100-continue is supported")]
+    ExpectationFailed,
     #[error("the {0} header appears more than once")]
     RepeatedHeader(&'static str),
     #[error("no such endpoint")]
@@ -63,6 +67,8 @@ impl GatewayError {
             GatewayError::Unavailable(PublishError::Blocked) => "broker_blocked",
             GatewayError::Unavailable(_) => "broker_unavailable",
             GatewayError::RepeatedHeader(_) => "repeated_header",
+            GatewayError::UnsupportedEncoding => "unsupported_encoding",
+            GatewayError::ExpectationFailed => "expectation_failed",
             GatewayError::NotFound => "not_found",
             GatewayError::MethodNotAllowed => "method_not_allowed",
         }
@@ -73,9 +79,10 @@ impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         match self {
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
-            GatewayError::UnsupportedMediaType | GatewayError::LinaUnsupportedMediaType => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            GatewayError::UnsupportedMediaType
+            | GatewayError::LinaUnsupportedMediaType
+            | GatewayError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
             GatewayError::InvalidLinaPayload(_) => StatusCode::BAD_REQUEST,
             GatewayError::SpoolFull | GatewayError::SpoolUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

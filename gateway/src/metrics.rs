@@ -9,6 +9,7 @@ use prometheus::{
     register_int_gauge_with_registry,
 };
 
+use crate::routes::{LINA_ROUTE, LT_ROUTE};
 use crate::spool::Spool;
 
 pub struct GatewayMetrics {
@@ -192,7 +193,3 @@ pub fn source_of(pattern: Option<&str>) -> &'static str {
         _ => "other",
     }
 }
-
-/// The webhooks' routes (`startup` serves them).
-pub const LT_ROUTE: &str = "/webhooks/lt";
-pub const LINA_ROUTE: &str = "/webhooks/lina/{secret}";

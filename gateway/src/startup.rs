@@ -13,12 +13,12 @@ use common::ops::{MetricsRender, Readiness, ReadinessCheck};
 use std::time::Instant;
 
 use crate::connection::{ConnectionWatch, IdleLimits, watch_connections};
-use crate::metrics::{GatewayMetrics, LINA_ROUTE, LT_ROUTE, source_of};
+use crate::metrics::{GatewayMetrics, source_of};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::BodyLimits;
-use crate::routes;
+use crate::routes::{self, LINA_ROUTE, LT_ROUTE};
 use crate::settings::GatewaySettings;
 use crate::spool::{Spool, SpoolError, run_drain};
 use crate::state::{AppState, LinaState};

@@ -8,7 +8,10 @@ use common::senders::{json, lina};
 use common::{Envelope, EventKind};
 
 use crate::auth::check_path_secret;
-use crate::body::{Unread, read_limited, refuse_repeated_headers, refuse_unread, require_json};
+use crate::body::{
+    Unread, read_limited, refuse_repeated_headers, refuse_unknown_expectation, refuse_unread,
+    require_identity_encoding, require_json,
+};
 use crate::error::GatewayError;
 use crate::publish::publish_or_spool;
 use crate::source::check_source;
@@ -31,7 +34,8 @@ pub async fn receive(
         state.sources.lina.as_deref(),
         &state.sources.trusted_proxies,
     )
-    .and_then(|()| check_path_secret(&secret, &lina.path_secrets));
+    .and_then(|()| check_path_secret(&secret, &lina.path_secrets))
+    .and_then(|()| refuse_unknown_expectation(&request));
     if let Err(error) = checked {
         return Err(refuse_unread(payload, error));
     }
@@ -49,6 +53,7 @@ pub async fn receive(
     let call = lina::read_call(body);
     let refusal = incomplete
         .or_else(|| refuse_repeated_headers(&request).err())
+        .or_else(|| require_identity_encoding(&request).err())
         .or_else(|| match require_json(&request) {
             Ok(()) => call
                 .payload

@@ -5,7 +5,10 @@ use common::senders::{json, lt};
 use common::{Envelope, EventKind};
 
 use crate::auth::check_bearer;
-use crate::body::{read_limited, refuse_repeated_headers, refuse_unread, require_json};
+use crate::body::{
+    read_limited, refuse_repeated_headers, refuse_unknown_expectation, refuse_unread,
+    require_identity_encoding, require_json,
+};
 use crate::error::GatewayError;
 use crate::publish::publish_envelope;
 use crate::source::check_source;
@@ -23,7 +26,9 @@ pub async fn receive(
     )
     .and_then(|()| refuse_repeated_headers(&request))
     .and_then(|()| check_bearer(&request, &state.lt_tokens))
-    .and_then(|()| require_json(&request));
+    .and_then(|()| refuse_unknown_expectation(&request))
+    .and_then(|()| require_json(&request))
+    .and_then(|()| require_identity_encoding(&request));
     if let Err(error) = checked {
         return Err(refuse_unread(payload, error));
     }

@@ -5,6 +5,10 @@ pub mod lt;
 
 use actix_web::web;
 
+/// The webhooks' routes (`startup` serves them; metrics label by them).
+pub const LT_ROUTE: &str = "/webhooks/lt";
+pub const LINA_ROUTE: &str = "/webhooks/lina/{secret}";
+
 use crate::body::refuse_unread;
 use crate::error::GatewayError;
 

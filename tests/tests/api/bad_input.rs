@@ -267,6 +267,20 @@ fn cases(limit: usize) -> Vec<Case> {
             "repeated_header",
         )
         .header("Content-Type", "text/plain"),
+        lt(
+            "a plain body labelled gzip",
+            lt_ok.clone(),
+            "unsupported_encoding",
+        )
+        .header("Content-Encoding", "gzip")
+        .status(415),
+        lt(
+            "an unknown expectation",
+            lt_ok.clone(),
+            "expectation_failed",
+        )
+        .header("Expect", "something-else")
+        .status(417),
         // LINA
         lina("not JSON", "not json", "invalid_json"),
         lina("malformed UTF-8", lina_invalid_utf8, "invalid_json"),
@@ -361,6 +375,20 @@ fn cases(limit: usize) -> Vec<Case> {
             "repeated_header",
         )
         .header("Content-Type", "text/plain"),
+        lina(
+            "a plain body labelled gzip",
+            lina_ok.clone(),
+            "unsupported_encoding",
+        )
+        .header("Content-Encoding", "gzip")
+        .status(415),
+        lina(
+            "an unknown expectation",
+            lina_ok.clone(),
+            "expectation_failed",
+        )
+        .header("Expect", "something-else")
+        .status(417),
     ]
 }
 

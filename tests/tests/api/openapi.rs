@@ -113,7 +113,7 @@ fn the_description_covers_every_route_and_every_error_code_of_the_gateway() {
         "OpenAPI 3.1"
     );
 
-    let served = quoted_after(&read("gateway/src/startup.rs"), "web::resource(\"");
+    let served = quoted_after(&read("gateway/src/routes/mod.rs"), "_ROUTE: &str = \"");
     let described: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(
         described, served,
