@@ -1,8 +1,7 @@
 //! The senders' credentials, compared in constant time against every
 //! accepted value: LT's bearer token, LINA's URL secret.
 
-use actix_web::HttpRequest;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -11,8 +10,8 @@ use crate::error::GatewayError;
 /// Accepts `Authorization: Bearer <token>` (scheme in any case) when the token
 /// is one of `accepted`. Every accepted token is compared, whichever matches,
 /// so timing does not tell which one (or how much of one) was right.
-pub fn check_bearer(request: &HttpRequest, accepted: &[SecretString]) -> Result<(), GatewayError> {
-    let token = bearer_token(request).ok_or(GatewayError::Unauthorized)?;
+pub fn check_bearer(headers: &HeaderMap, accepted: &[SecretString]) -> Result<(), GatewayError> {
+    let token = bearer_token(headers).ok_or(GatewayError::Unauthorized)?;
     if matches_any(token, accepted) {
         Ok(())
     } else {
@@ -38,8 +37,8 @@ fn matches_any(given: &str, accepted: &[SecretString]) -> bool {
     bool::from(matched)
 }
 
-fn bearer_token(request: &HttpRequest) -> Option<&str> {
-    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -62,7 +61,7 @@ mod tests {
         if let Some(header) = header {
             request = request.insert_header((AUTHORIZATION, header));
         }
-        check_bearer(&request.to_http_request(), &tokens()).is_ok()
+        check_bearer(request.to_http_request().headers(), &tokens()).is_ok()
     }
 
     #[test]

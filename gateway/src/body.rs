@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use actix_web::http::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderName,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderMap, HeaderName,
 };
-use actix_web::{HttpMessage, HttpRequest, web};
+use actix_web::{HttpRequest, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 
@@ -17,10 +17,10 @@ use crate::error::GatewayError;
 const SINGLE_HEADERS: [HeaderName; 3] = [AUTHORIZATION, CONTENT_TYPE, CONTENT_LENGTH];
 
 /// Refuses a request that repeats one of `SINGLE_HEADERS` (400 `repeated_header`).
-pub fn refuse_repeated_headers(request: &HttpRequest) -> Result<(), GatewayError> {
+pub fn refuse_repeated_headers(headers: &HeaderMap) -> Result<(), GatewayError> {
     match SINGLE_HEADERS
         .iter()
-        .find(|name| request.headers().get_all(*name).nth(1).is_some())
+        .find(|name| headers.get_all(*name).nth(1).is_some())
     {
         Some(name) => Err(GatewayError::RepeatedHeader(name.as_str())),
         None => Ok(()),
@@ -30,9 +30,8 @@ pub fn refuse_repeated_headers(request: &HttpRequest) -> Result<(), GatewayError
 /// Refuses a body that is not sent as is (415 `unsupported_encoding`): the
 /// gateway decodes nothing, so a gzip body would be refused as invalid
 /// JSON, and a plain body labelled gzip stored as if it were compressed.
-pub fn require_identity_encoding(request: &HttpRequest) -> Result<(), GatewayError> {
-    let identity = request
-        .headers()
+pub fn require_identity_encoding(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let identity = headers
         .get_all(CONTENT_ENCODING)
         .flat_map(|value| value.to_str().unwrap_or("?").split(','))
         .all(|coding| coding.trim().eq_ignore_ascii_case("identity"));
@@ -45,8 +44,8 @@ pub fn require_identity_encoding(request: &HttpRequest) -> Result<(), GatewayErr
 
 /// Refuses an expectation other than `100-continue` (417), as RFC 9110
 /// §10.1.1 asks of a server that cannot meet it.
-pub fn refuse_unknown_expectation(request: &HttpRequest) -> Result<(), GatewayError> {
-    let known = request.headers().get_all(EXPECT).all(|value| {
+pub fn refuse_unknown_expectation(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let known = headers.get_all(EXPECT).all(|value| {
         value
             .to_str()
             .is_ok_and(|value| value.trim().eq_ignore_ascii_case("100-continue"))
@@ -59,11 +58,30 @@ pub fn refuse_unknown_expectation(request: &HttpRequest) -> Result<(), GatewayEr
 }
 
 /// `Content-Type: application/json`, with or without parameters (charset).
-pub fn require_json(request: &HttpRequest) -> Result<(), GatewayError> {
-    match request.mime_type() {
-        Ok(Some(mime)) if mime.essence_str() == "application/json" => Ok(()),
+pub fn require_json(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let mime = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<actix_web::mime::Mime>().ok());
+    match mime {
+        Some(mime) if mime.essence_str() == "application/json" => Ok(()),
         _ => Err(GatewayError::UnsupportedMediaType),
     }
+}
+
+/// Refuses (413) a body whose declared length is over the limit.
+pub fn refuse_declared_too_large(headers: &HeaderMap, limit: usize) -> Result<(), GatewayError> {
+    match declared_length(headers) {
+        Some(length) if length > limit => Err(GatewayError::PayloadTooLarge),
+        _ => Ok(()),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok())
 }
 
 /// How much of a body is read, and for how long.
@@ -130,6 +148,11 @@ pub fn refuse_unread(payload: web::Payload, error: GatewayError) -> GatewayError
 /// would stay open for good. The answer is sent on this same worker thread
 /// as soon as the handler returns, before this task can run to its end.
 fn hold_until_answered(payload: web::Payload) {
+    hold_payload_until_answered(payload.into_inner());
+}
+
+/// `hold_until_answered` for a payload taken from the request itself.
+pub fn hold_payload_until_answered(payload: actix_web::dev::Payload) {
     actix_web::rt::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(payload);
@@ -142,15 +165,8 @@ async fn read_body(
     limit: usize,
     body: &mut BytesMut,
 ) -> Result<(), GatewayError> {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(GatewayError::PayloadTooLarge);
-    }
-    body.reserve(declared.unwrap_or(0).min(limit));
+    refuse_declared_too_large(request.headers(), limit)?;
+    body.reserve(declared_length(request.headers()).unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| GatewayError::IncompleteBody)?;
         if body.len() + chunk.len() > limit {

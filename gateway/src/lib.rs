@@ -6,6 +6,8 @@ pub mod auth;
 pub mod body;
 pub mod connection;
 pub mod error;
+pub mod expect;
+pub mod head;
 pub mod metrics;
 pub mod publish;
 pub mod routes;

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use actix_web::HttpRequest;
+use actix_web::http::header::HeaderMap;
 pub use ipnet::IpNet;
 
 use crate::error::GatewayError;
@@ -58,16 +58,16 @@ pub struct InvalidCidr {
 /// Refuses (403) a request whose client address is not in `allowed`;
 /// `None` lets every source through.
 pub fn check_source(
-    request: &HttpRequest,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
     allowed: Option<&[IpNet]>,
     trusted_proxies: &[IpNet],
 ) -> Result<(), GatewayError> {
     let Some(allowed) = allowed else {
         return Ok(());
     };
-    let peer = request.peer_addr().map(|peer| peer.ip());
-    let forwarded = request
-        .headers()
+    let peer = peer.map(|peer| peer.ip());
+    let forwarded = headers
         .get_all(X_FORWARDED_FOR)
         .filter_map(|value| value.to_str().ok());
     let client = peer.and_then(|peer| client_address(peer, forwarded, trusted_proxies));

@@ -5,14 +5,20 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
-use actix_web::dev::Service;
-use actix_web::{App, HttpServer, web};
+use std::any::Any;
+use std::rc::Rc;
+
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Server, Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, web};
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::ops::{MetricsRender, Readiness, ReadinessCheck};
 use std::time::Instant;
 
 use crate::connection::{ConnectionWatch, IdleLimits, watch_connections};
+use crate::expect::{self, Routes};
 use crate::metrics::{GatewayMetrics, source_of};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +31,7 @@ use crate::state::{AppState, LinaState};
 
 /// Connections the kernel queues for the webhook listener before it is
 /// accepted (capped by `net.core.somaxconn`).
-const LISTEN_BACKLOG: u32 = 4096;
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// How long in-flight requests may take to finish after a shutdown request.
 const SHUTDOWN_GRACE_SECS: u64 = 10;
@@ -82,6 +88,7 @@ impl Application {
         });
         let topology = settings.amqp.topology();
         let metrics = Arc::new(GatewayMetrics::new()?);
+        let app_metrics = metrics.clone();
         let state = web::Data::new(AppState {
             publisher: publisher.clone(),
             topology: settings.amqp.topology(),
@@ -96,76 +103,55 @@ impl Application {
             lina,
             metrics: metrics.clone(),
         });
-        let request_metrics = metrics.clone();
         let ops_port = ops_listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            let request_metrics = request_metrics.clone();
-            App::new()
-                .app_data(state.clone())
-                .wrap_fn(move |request, service| {
-                    let watch = request.conn_data::<ConnectionWatch>().cloned();
-                    if let Some(watch) = &watch {
-                        watch.request_started();
-                    }
-                    let started = Instant::now();
-                    let response = service.call(request);
-                    let metrics = request_metrics.clone();
-                    async move {
-                        let response = response.await;
-                        if let Some(watch) = watch {
-                            watch.response_ready();
-                        }
-                        let response = response?;
-                        // By the route matched, not the raw path: an
-                        // equivalent URL (percent-encoded) counts the same.
-                        let source = source_of(response.request().match_pattern().as_deref());
-                        metrics.request(source, response.status().as_u16(), started.elapsed());
-                        Ok(response)
-                    }
+        let listener = webhook_listener(settings.gateway_addr)?;
+        let port = listener.local_addr()?.port();
+        let idle = IdleLimits {
+            before_first_byte: settings.http.keep_alive + settings.http.request_head,
+            head: settings.http.request_head,
+        };
+        let http = settings.http;
+        let builder = actix_server::Server::build()
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+        let shutdown_signal = builder.graceful_shutdown_signal();
+        let server = builder.listen("intake-gateway", listener, move || {
+            let (state, metrics) = (state.clone(), metrics.clone());
+            let routes = Rc::new(Routes::default());
+            let decided = (state.clone().into_inner(), metrics.clone());
+            let watch = watch_connections(idle, metrics.clone());
+            let signal = shutdown_signal.clone();
+            let app = webhook_app(state, metrics)
+                .into_factory()
+                .map_err(|error| error.error_response());
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = signal.clone();
+                    async move { signal.notified().await }
                 })
-                .service(
-                    web::resource(LT_ROUTE)
-                        .route(web::post().to(routes::lt::receive))
-                        .default_service(web::to(routes::method_not_allowed)),
-                )
-                .service(
-                    web::resource(LINA_ROUTE)
-                        .route(web::post().to(routes::lina::receive))
-                        .default_service(web::to(routes::method_not_allowed)),
-                )
-                .default_service(web::to(routes::not_found))
-        })
-        // Between requests, in front of actix (see `connection`).
-        .on_connect(watch_connections(
-            IdleLimits {
-                before_first_byte: settings.http.keep_alive + settings.http.request_head,
-                head: settings.http.request_head,
-            },
-            metrics.clone(),
-        ))
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-        // Slow and idle clients: a head that never completes gets 408 and the
-        // connection is closed; so is a connection idle past its keep-alive.
-        // (The body's deadline is the handlers', see `body::read_limited`.)
-        .client_request_timeout(settings.http.request_head)
-        .keep_alive(settings.http.keep_alive)
-        .client_disconnect_timeout(settings.http.client_disconnect)
-        // Bound here rather than from a std listener, whose backlog is 128:
-        // a burst of new connections (or a flood of idle ones) overflowed it
-        // and the kernel dropped SYNs, costing real clients a 1 s retransmit.
-        .backlog(LISTEN_BACKLOG)
-        .bind(settings.gateway_addr)?;
-        let port = server
-            .addrs()
-            .first()
-            .map(|address| address.port())
-            .unwrap_or_default();
+                // Slow and idle clients: a head that never completes gets 408
+                // and the connection is closed; so is a connection idle past
+                // its keep-alive. (The body's deadline is the handlers', see
+                // `body::read_limited`; between requests, see `connection`.)
+                .client_request_timeout(http.request_head)
+                .keep_alive(http.keep_alive)
+                .client_disconnect_timeout(http.client_disconnect)
+                .on_connect_ext(move |io: &actix_web::rt::net::TcpStream, data| {
+                    watch(io as &dyn Any, data)
+                })
+                // `Expect: 100-continue` only once the head passed (see `expect`).
+                .expect(fn_service(move |request| {
+                    let (state, metrics) = decided.clone();
+                    expect::decide(routes.clone(), state, metrics, request)
+                }))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })?;
         let server = server.run();
         let ops_server = common::ops::serve(
             ops_listener,
             readiness(connector.clone(), spool.clone()),
-            render_metrics(metrics.clone(), connector.clone(), spool.clone()),
+            render_metrics(app_metrics.clone(), connector.clone(), spool.clone()),
         )?;
         Ok(Application {
             port,
@@ -176,7 +162,7 @@ impl Application {
             publisher,
             topology,
             spool,
-            metrics,
+            metrics: app_metrics,
         })
     }
 
@@ -226,6 +212,72 @@ impl Application {
         tracing::info!(message = "Gateway stopped.");
         Ok(())
     }
+}
+
+/// The webhook app: both senders' routes, every request counted by the
+/// route it matched and marked for the connection's watchdog.
+fn webhook_app(
+    state: web::Data<AppState>,
+    metrics: Arc<GatewayMetrics>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap_fn(move |request, service| {
+            let watch = request.conn_data::<ConnectionWatch>().cloned();
+            if let Some(watch) = &watch {
+                watch.request_started();
+            }
+            let started = Instant::now();
+            let response = service.call(request);
+            let metrics = metrics.clone();
+            async move {
+                let response = response.await;
+                if let Some(watch) = watch {
+                    watch.response_ready();
+                }
+                let response = response?;
+                // By the route matched, not the raw path: an equivalent URL
+                // (percent-encoded) counts the same.
+                let source = source_of(response.request().match_pattern().as_deref());
+                metrics.request(source, response.status().as_u16(), started.elapsed());
+                Ok(response)
+            }
+        })
+        .service(
+            web::resource(LT_ROUTE)
+                .route(web::post().to(routes::lt::receive))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
+            web::resource(LINA_ROUTE)
+                .route(web::post().to(routes::lina::receive))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .default_service(web::to(routes::not_found))
+}
+
+/// The webhook listener, with a backlog of `LISTEN_BACKLOG` rather than a
+/// plain `std` listener's 128: a burst of new connections (or a flood of
+/// idle ones) overflowed that, and the kernel dropped SYNs, costing real
+/// clients a 1 s retransmit.
+fn webhook_listener(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 fn render_metrics(

@@ -7,14 +7,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use common::senders::{json, lina};
 use common::{Envelope, EventKind};
 
-use crate::auth::check_path_secret;
 use crate::body::{
-    Unread, read_limited, refuse_repeated_headers, refuse_unknown_expectation, refuse_unread,
-    require_identity_encoding, require_json,
+    Unread, read_limited, refuse_repeated_headers, refuse_unread, require_identity_encoding,
+    require_json,
 };
 use crate::error::GatewayError;
+use crate::head::{Head, check_lina};
 use crate::publish::publish_or_spool;
-use crate::source::check_source;
 use crate::spool::{SpoolRecord, Target};
 use crate::state::AppState;
 
@@ -24,21 +23,10 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let Some(lina) = state.lina.as_ref() else {
-        return Err(refuse_unread(payload, GatewayError::NotFound));
+    let lina = match check_lina(&Head::of(&request), &secret, &state) {
+        Ok(lina) => lina,
+        Err(error) => return Err(refuse_unread(payload, error)),
     };
-    // Before the secret: a refused source gets 403 whatever the path says,
-    // so it cannot tell a valid secret from an invalid one.
-    let checked = check_source(
-        &request,
-        state.sources.lina.as_deref(),
-        &state.sources.trusted_proxies,
-    )
-    .and_then(|()| check_path_secret(&secret, &lina.path_secrets))
-    .and_then(|()| refuse_unknown_expectation(&request));
-    if let Err(error) = checked {
-        return Err(refuse_unread(payload, error));
-    }
     // A body the client ended early is a LINA 400 like the others: kept
     // (what arrived of it) in the quarantine. Too large or too slow is not.
     let (body, incomplete) = match read_limited(&request, payload, state.body).await {
@@ -52,9 +40,9 @@ pub async fn receive(
     let body = json::without_bom(&body);
     let call = lina::read_call(body);
     let refusal = incomplete
-        .or_else(|| refuse_repeated_headers(&request).err())
-        .or_else(|| require_identity_encoding(&request).err())
-        .or_else(|| match require_json(&request) {
+        .or_else(|| refuse_repeated_headers(request.headers()).err())
+        .or_else(|| require_identity_encoding(request.headers()).err())
+        .or_else(|| match require_json(request.headers()) {
             Ok(()) => call
                 .payload
                 .as_ref()

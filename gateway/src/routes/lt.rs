@@ -4,14 +4,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use common::senders::{json, lt};
 use common::{Envelope, EventKind};
 
-use crate::auth::check_bearer;
-use crate::body::{
-    read_limited, refuse_repeated_headers, refuse_unknown_expectation, refuse_unread,
-    require_identity_encoding, require_json,
-};
+use crate::body::{read_limited, refuse_unread};
 use crate::error::GatewayError;
+use crate::head::{Head, check_lt};
 use crate::publish::publish_envelope;
-use crate::source::check_source;
 use crate::state::AppState;
 
 pub async fn receive(
@@ -19,17 +15,7 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let checked = check_source(
-        &request,
-        state.sources.lt.as_deref(),
-        &state.sources.trusted_proxies,
-    )
-    .and_then(|()| refuse_repeated_headers(&request))
-    .and_then(|()| check_bearer(&request, &state.lt_tokens))
-    .and_then(|()| refuse_unknown_expectation(&request))
-    .and_then(|()| require_json(&request))
-    .and_then(|()| require_identity_encoding(&request));
-    if let Err(error) = checked {
+    if let Err(error) = check_lt(&Head::of(&request), &state) {
         return Err(refuse_unread(payload, error));
     }
     let body = read_limited(&request, payload, state.body).await?;

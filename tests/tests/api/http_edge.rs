@@ -264,3 +264,53 @@ async fn a_lina_body_the_client_ended_early_is_answered_400_and_kept_in_the_quar
     let listing = app.dlq(&["list", "--queue", "quarantine"]).await.unwrap();
     assert!(listing.contains("incomplete_body"), "{listing}");
 }
+
+/// Sends a head asking `Expect: 100-continue` and returns the first status
+/// line's code: 100 (the body is invited) or the refusal.
+async fn first_answer_to_expect(address: &str, head: &str) -> (TcpStream, u16) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let status = read_status(&mut stream).await;
+    (stream, status)
+}
+
+#[tokio::test]
+async fn a_body_is_invited_with_100_continue_only_once_the_head_passed() {
+    let app = app().await;
+    let address = address(&app);
+    let head = |path: &str, extra: &str, length: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+        )
+    };
+    let token = format!("Authorization: Bearer {TEST_TOKEN}\r\n");
+    let lina = format!("/webhooks/lina/{LINA_SECRET}");
+    let refused = [
+        (head("/webhooks/lt", "", 60), 401),
+        (head("/webhooks/lt", &token, 10_000_000), 413),
+        (head("/webhooks/lina/wrong-secret", "", 60), 404),
+        (head("/nowhere", "", 60), 404),
+    ];
+    for (request, status) in &refused {
+        let (_, answered) = first_answer_to_expect(&address, request).await;
+        assert_eq!(answered, *status, "answered at once, no 100: {request:?}");
+    }
+
+    let body = r#"{"mydatashare_user_id":"continued-1","email":"c@example.fi"}"#;
+    let (mut stream, status) =
+        first_answer_to_expect(&address, &head("/webhooks/lt", &token, body.len())).await;
+    assert_eq!(
+        status, 100,
+        "a head that passes is invited to send its body"
+    );
+    stream.write_all(body.as_bytes()).await.unwrap();
+    assert_eq!(read_status(&mut stream).await, 200);
+
+    let (_, status) = first_answer_to_expect(&address, &head(&lina, "", 60)).await;
+    assert_eq!(status, 100, "LINA with its secret is invited too");
+    let metrics = app.gateway_metrics().await;
+    assert!(
+        metrics.contains(r#"intake_http_requests_total{source="lt",status="401"} 1"#),
+        "refusals before the body are counted: {metrics}"
+    );
+}
