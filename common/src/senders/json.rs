@@ -1,7 +1,7 @@
 //! JSON checks every sender's payload goes through.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JsonError {
@@ -35,6 +35,9 @@ pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
 }
 
 const DUPLICATE: &str = "duplicate key";
+
+/// serde_json's key for a number kept as text (`arbitrary_precision`).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// The deepest nesting accepted (serde_json refuses its 128th level).
 pub const MAX_NESTING: usize = 127;
@@ -98,6 +101,15 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut fields = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            // With `arbitrary_precision`, serde_json hands a number over as a
+            // one-entry map holding its text (as its own `Value` reads it).
+            if fields.is_empty() && key == NUMBER_TOKEN {
+                let text: String = map.next_value()?;
+                return text
+                    .parse::<Number>()
+                    .map(Value::Number)
+                    .map_err(de::Error::custom);
+            }
             let UniqueKeys(value) = map.next_value()?;
             if fields.insert(key, value).is_some() {
                 return Err(de::Error::custom(DUPLICATE));
@@ -105,6 +117,41 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
         }
         Ok(Value::Object(fields))
     }
+}
+
+/// Whether a number is beyond what PostgreSQL's `jsonb` (a `numeric`) can
+/// hold: more than 131,072 digits before the decimal point or more than
+/// 16,383 after it, exponent applied (`1e131072`, `1e-16384`). The worker
+/// would be refused such a payload forever, so the gateway refuses it.
+pub fn contains_unstorable_number(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => !fits_numeric(number.as_str()),
+        Value::Array(items) => items.iter().any(contains_unstorable_number),
+        Value::Object(fields) => fields.values().any(contains_unstorable_number),
+        Value::Null | Value::Bool(_) | Value::String(_) => false,
+    }
+}
+
+/// PostgreSQL's `numeric` input limits, for a JSON number's text.
+fn fits_numeric(text: &str) -> bool {
+    const MAX_BEFORE_POINT: i64 = 131_072;
+    const MAX_AFTER_POINT: i64 = 16_383;
+    let text = text.trim_start_matches('-');
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, "0"),
+    };
+    let Ok(exponent) = exponent.trim_start_matches('+').parse::<i64>() else {
+        return false; // an exponent beyond i64 is beyond numeric too
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = || integer.bytes().chain(fraction.bytes());
+    let after_point = (fraction.len() as i64).saturating_sub(exponent).max(0);
+    let before_point = match digits().position(|digit| digit != b'0') {
+        Some(first) => (integer.len() as i64).saturating_add(exponent) - first as i64,
+        None => 0,
+    };
+    after_point <= MAX_AFTER_POINT && before_point <= MAX_BEFORE_POINT
 }
 
 /// PostgreSQL cannot store U+0000 in `text` or `jsonb`: a payload carrying it
@@ -121,9 +168,51 @@ pub fn contains_nul(value: &Value) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed parse should fail loudly
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numbers_are_kept_as_sent() {
+        for text in [
+            "18446744073709551616",
+            "1.10",
+            "-0",
+            "1e-400",
+            "1e+2",
+            "0.3333333333333333333333333333333333333333",
+        ] {
+            let value = parse(format!("[{text}]").as_bytes()).unwrap();
+            assert_eq!(serde_json::to_string(&value).unwrap(), format!("[{text}]"));
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_postgresql_numeric_are_found() {
+        let fits = |text: &str| !contains_unstorable_number(&parse(text.as_bytes()).unwrap());
+        for text in [
+            "1e-16383",
+            "1e131071",
+            "9e131071",
+            "1.5e-16382",
+            "0",
+            "0.0",
+            "-12.5e3",
+        ] {
+            assert!(fits(text), "{text} fits");
+        }
+        for text in [
+            "1e-16384",
+            "1e131072",
+            "1.55e-16382",
+            "0.1e-16383",
+            "1e99999999999999999999",
+        ] {
+            assert!(!fits(text), "{text} does not fit");
+        }
+        assert!(!fits(r#"{"a":[1,{"b":1e200000}]}"#));
+    }
 
     fn nested(depth: usize) -> String {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))

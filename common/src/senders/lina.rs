@@ -6,7 +6,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::json::{self, JsonError, contains_nul};
+use super::json::{self, JsonError, contains_nul, contains_unstorable_number};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LinaPayload {
@@ -68,6 +68,10 @@ pub enum LinaPayloadError {
     InvalidField,
     #[error("the body contains a NUL character, which cannot be stored")]
     UnstorableText,
+    #[error(
+        "a number in the body is beyond what can be stored (131,072 digits before the point, 16,383 after)"
+    )]
+    UnstorableNumber,
 }
 
 impl LinaPayloadError {
@@ -82,6 +86,7 @@ impl LinaPayloadError {
             LinaPayloadError::InvalidDelete => "invalid_delete",
             LinaPayloadError::InvalidField => "invalid_field",
             LinaPayloadError::UnstorableText => "unstorable_text",
+            LinaPayloadError::UnstorableNumber => "unstorable_number",
         }
     }
 }
@@ -142,6 +147,9 @@ fn validate(data: Value) -> Result<LinaPayload, LinaPayloadError> {
     let user = uuid_field(fields.get("userUuid")).ok_or(LinaPayloadError::InvalidUserUuid)?;
     if contains_nul(&data) {
         return Err(LinaPayloadError::UnstorableText);
+    }
+    if contains_unstorable_number(&data) {
+        return Err(LinaPayloadError::UnstorableNumber);
     }
     let delete = match fields.get("delete") {
         None | Some(Value::Null) => false,

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::json::{self, JsonError, contains_nul};
+use super::json::{self, JsonError, contains_nul, contains_unstorable_number};
 
 /// Longest `mydatashare_user_id` we accept, in characters (as JSON Schema's
 /// `maxLength` counts, so openapi/intake.yaml can state the rule exactly); LT's
@@ -70,6 +70,10 @@ pub enum LtPayloadError {
     MissingEmail,
     #[error("the body contains a NUL character, which cannot be stored")]
     UnstorableText,
+    #[error(
+        "a number in the body is beyond what can be stored (131,072 digits before the point, 16,383 after)"
+    )]
+    UnstorableNumber,
 }
 
 impl LtPayloadError {
@@ -83,6 +87,7 @@ impl LtPayloadError {
             LtPayloadError::InvalidUserId => "invalid_user_id",
             LtPayloadError::MissingEmail => "missing_email",
             LtPayloadError::UnstorableText => "unstorable_text",
+            LtPayloadError::UnstorableNumber => "unstorable_number",
         }
     }
 }
@@ -102,6 +107,9 @@ pub fn parse(body: &[u8], email_pointer: &str) -> Result<LtPayload, LtPayloadErr
     };
     if contains_nul(&profile) {
         return Err(LtPayloadError::UnstorableText);
+    }
+    if contains_unstorable_number(&profile) {
+        return Err(LtPayloadError::UnstorableNumber);
     }
     let status = LtStatus::from_payload(fields.get("status"));
     let email = match status {

@@ -227,6 +227,16 @@ fn cases(limit: usize) -> Vec<Case> {
             lt_body(r#","x\u0000":1"#),
             "unstorable_text",
         ),
+        lt(
+            "a number beyond numeric (1e131072)",
+            lt_body(r#","x":1e131072"#),
+            "unstorable_number",
+        ),
+        lt(
+            "a number with 16,384 decimals",
+            lt_body(r#","x":[1,{"y":1e-16384}]"#),
+            "unstorable_number",
+        ),
         lt("GET", "", "method_not_allowed")
             .method("GET")
             .status(405),
@@ -347,6 +357,11 @@ fn cases(limit: usize) -> Vec<Case> {
             "NUL in a name",
             lina_body(r#","userName":"M\u0000uster""#),
             "unstorable_text",
+        ),
+        lina(
+            "a number beyond numeric (1e131072)",
+            lina_body(r#","x":1e131072"#),
+            "unstorable_number",
         ),
         lina("GET", "", "method_not_allowed")
             .method("GET")

@@ -24,6 +24,47 @@ async fn a_new_application_is_stored_with_its_whole_profile() {
 }
 
 #[tokio::test]
+async fn numbers_are_stored_as_sent_within_what_jsonb_can_hold() {
+    let app = spawn_app().await;
+    let long_fraction = format!("0.{}", "3".repeat(10_000));
+    let body = format!(
+        r#"{{"mydatashare_user_id":"numbers-1","email":"n@example.fi","big":18446744073709551616,"long":{long_fraction},"tiny":1e-400,"scaled":1.10,"negative_zero":-0}}"#
+    );
+    assert_eq!(app.post_lt(&body).await.status(), 200);
+    eventually("stored", Duration::from_secs(10), || {
+        app.application("numbers-1")
+    })
+    .await;
+    let stored = |field: &'static str| {
+        let app = &app;
+        async move {
+            let row = app
+                .db
+                .query_one(
+                    "SELECT (profile -> $1)::text FROM lt_application WHERE mydatashare_user_id = 'numbers-1'",
+                    &[&field],
+                )
+                .await
+                .unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    assert_eq!(stored("big").await, "18446744073709551616");
+    assert_eq!(stored("long").await, long_fraction, "every digit kept");
+    assert_eq!(stored("scaled").await, "1.10", "the scale kept");
+    assert_eq!(
+        stored("tiny").await,
+        format!("0.{}1", "0".repeat(399)),
+        "jsonb writes exponents out"
+    );
+    assert_eq!(
+        stored("negative_zero").await,
+        "0",
+        "numeric has no negative zero"
+    );
+}
+
+#[tokio::test]
 async fn an_update_replaces_the_stored_profile() {
     let app = spawn_app().await;
     app.post_lt(&example("lt/new.json")).await;
