@@ -14,10 +14,9 @@ use std::sync::LazyLock;
 use prometheus::{IntCounterVec, Opts};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -25,21 +24,18 @@ pub enum LogFormat {
     Text,
 }
 
-/// Where actix logs the requests it refused itself: at ERROR for a
-/// malformed head or one too large; at TRACE, from one place only, for a
-/// head too slow (408), which is matched by its call site so that no other
-/// trace event is ever enabled (`tests/tests/api/http_edge.rs` checks it).
+/// Where actix logs the requests it refused itself, matched by call site so
+/// that no other event of the dispatcher is counted, hidden or enabled: the
+/// ERROR `stream error: …` for a malformed head or one too large (and a
+/// client gone mid-request), and the TRACE line for a head too slow (408).
+/// `tests/tests/api/http_edge.rs` fails if an actix upgrade moves them.
 const DISPATCHER: &str = "actix_http::h1::dispatcher";
+const STREAM_ERROR_CALL_SITE: &str = "src/h1/dispatcher.rs:1435";
 const SLOW_HEAD_CALL_SITE: &str = "src/h1/dispatcher.rs:1043";
 
 /// Why the HTTP server refused a request before any handler saw it.
-pub const HTTP_REFUSAL_REASONS: [&str; 5] = [
-    "malformed_head",
-    "head_too_large",
-    "head_timeout",
-    "disconnect_timeout",
-    "other",
-];
+pub const HTTP_REFUSAL_REASONS: [&str; 4] =
+    ["malformed_head", "head_too_large", "head_timeout", "other"];
 
 /// Requests refused by the HTTP server itself, by reason; registered by
 /// the gateway's metrics (every HTTP listener of the process counts).
@@ -70,21 +66,35 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The `log` records of dependencies up to the filter's level only: the
+    // refusal layer's TRACE call site would otherwise open every record.
+    let log_level = match filter.max_level_hint() {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
     let output = tracing_subscriber::fmt::layer().with_writer(writer);
     let output = match format {
         LogFormat::Json => output.json().flatten_event(true).boxed(),
         LogFormat::Text => output.boxed(),
     };
-    let _already_set = tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
         .with(output.with_filter(filter.and(filter_fn(|metadata| !is_refusal(metadata)))))
-        .with(CountRefusals.with_filter(filter_fn(is_refusal)))
-        .try_init();
+        .with(CountRefusals.with_filter(filter_fn(is_refusal)));
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        let _ = tracing_log::LogTracer::builder()
+            .with_max_level(log_level)
+            .init();
+    }
 }
 
 fn is_refusal(metadata: &Metadata<'_>) -> bool {
     metadata.target() == DISPATCHER
         && match *metadata.level() {
-            Level::ERROR => true,
+            Level::ERROR => metadata.name().ends_with(STREAM_ERROR_CALL_SITE),
             Level::TRACE => metadata.name().ends_with(SLOW_HEAD_CALL_SITE),
             _ => false,
         }
@@ -111,8 +121,6 @@ fn refusal_reason(message: &str) -> &'static str {
         "head_timeout"
     } else if message.contains("request parse error") {
         "malformed_head"
-    } else if message.contains("connection shutdown timeout") {
-        "disconnect_timeout"
     } else {
         "other"
     }

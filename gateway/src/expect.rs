@@ -87,8 +87,11 @@ fn check(
     match route {
         LT_ROUTE => check_lt(&head, state).map_err(refused),
         _ => {
-            let secret = path.get("secret").unwrap_or_default();
-            check_lina(&head, secret, state)
+            // Decoded as the handler's `web::Path` decodes it.
+            let (secret,) = path
+                .load::<(String,)>()
+                .map_err(|_| refused(GatewayError::NotFound))?;
+            check_lina(&head, &secret, state)
                 .map(|_| ())
                 .map_err(refused)
         }

@@ -52,8 +52,10 @@ pub fn check_lt(head: &Head<'_>, state: &AppState) -> Result<(), GatewayError> {
 
 /// LINA: whether the endpoint is on, the source (before the secret, so a
 /// refused source cannot tell a valid secret from an invalid one), the
-/// secret, the expectation. What else a LINA call can be refused for is
-/// decided with its body, which is then kept in the quarantine.
+/// secret. Whatever else a LINA call can be refused for is decided with its
+/// body, which is then kept in the quarantine; an unknown `Expect` is
+/// ignored rather than answered 417 (RFC 9110 allows either), since a call
+/// refused before its body is read would be lost.
 pub fn check_lina<'s>(
     head: &Head<'_>,
     secret: &str,
@@ -68,6 +70,5 @@ pub fn check_lina<'s>(
         &sources.trusted_proxies,
     )?;
     check_path_secret(secret, &lina.path_secrets)?;
-    refuse_unknown_expectation(head.headers)?;
     Ok(lina)
 }

@@ -148,7 +148,9 @@ fn fits_numeric(text: &str) -> bool {
     let digits = || integer.bytes().chain(fraction.bytes());
     let after_point = (fraction.len() as i64).saturating_sub(exponent).max(0);
     let before_point = match digits().position(|digit| digit != b'0') {
-        Some(first) => (integer.len() as i64).saturating_add(exponent) - first as i64,
+        Some(first) => (integer.len() as i64)
+            .saturating_add(exponent)
+            .saturating_sub(first as i64),
         None => 0,
     };
     after_point <= MAX_AFTER_POINT && before_point <= MAX_BEFORE_POINT
@@ -208,6 +210,7 @@ mod tests {
             "1.55e-16382",
             "0.1e-16383",
             "1e99999999999999999999",
+            "0.05e-9223372036854775808",
         ] {
             assert!(!fits(text), "{text} does not fit");
         }

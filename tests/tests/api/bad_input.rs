@@ -397,13 +397,6 @@ fn cases(limit: usize) -> Vec<Case> {
         )
         .header("Content-Encoding", "gzip")
         .status(415),
-        lina(
-            "an unknown expectation",
-            lina_ok.clone(),
-            "expectation_failed",
-        )
-        .header("Expect", "something-else")
-        .status(417),
     ]
 }
 

@@ -308,9 +308,37 @@ async fn a_body_is_invited_with_100_continue_only_once_the_head_passed() {
 
     let (_, status) = first_answer_to_expect(&address, &head(&lina, "", 60)).await;
     assert_eq!(status, 100, "LINA with its secret is invited too");
+    // The secret decoded as the handler decodes it (%74 is "t").
+    let encoded = format!("/webhooks/lina/%74{}", &LINA_SECRET[1..]);
+    let (_, status) = first_answer_to_expect(&address, &head(&encoded, "", 60)).await;
+    assert_eq!(status, 100, "a percent-encoded secret is the same secret");
     let metrics = app.gateway_metrics().await;
     assert!(
         metrics.contains(r#"intake_http_requests_total{source="lt",status="401"} 1"#),
         "refusals before the body are counted: {metrics}"
     );
+}
+
+#[tokio::test]
+async fn an_unknown_expectation_is_417_for_lt_and_ignored_for_lina_whose_call_is_kept() {
+    let app = app().await;
+    let lt = app
+        .lt_request()
+        .header("Authorization", format!("Bearer {TEST_TOKEN}"))
+        .header("Content-Type", "application/json")
+        .header("Expect", "something-else")
+        .body(r#"{"mydatashare_user_id":"e-1","email":"e@example.fi"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lt.status(), 417, "LT resends");
+    let lina = app
+        .lina_request(LINA_SECRET)
+        .header("Content-Type", "application/json")
+        .header("Expect", "something-else")
+        .body(r#"{"webhook":"48138367-3eba-4772-b2bf-6bbd11840efb","userUuid":"c6425258-a870-498d-8173-6c2341c934e0"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lina.status(), 200, "LINA never resends: its call is taken");
 }
