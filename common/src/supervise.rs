@@ -57,12 +57,38 @@ pub async fn supervise<F, Fut>(
 }
 
 fn restart_delays() -> impl Iterator<Item = Duration> {
+    backoff(Duration::from_millis(500), Duration::from_secs(30))
+}
+
+/// Delays doubling from `min` to `max`, with jitter (up to as much again),
+/// for ever: the schedule of every retry loop (restarts, reconnects, held
+/// batches), each with its own bounds.
+pub fn backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(30))
+        .with_min_delay(min)
+        .with_max_delay(max)
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+/// `intake_task_restarts_total{task}` in `registry`, every task's series at 0.
+pub fn restart_counter<'a>(
+    registry: &prometheus::Registry,
+    tasks: impl IntoIterator<Item = &'a str>,
+) -> Result<prometheus::IntCounterVec, prometheus::Error> {
+    let counter = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "intake_task_restarts_total",
+            "Long-running tasks restarted after they panicked or ended unexpectedly.",
+        ),
+        &["task"],
+    )?;
+    registry.register(Box::new(counter.clone()))?;
+    for task in tasks {
+        counter.with_label_values(&[task]);
+    }
+    Ok(counter)
 }
 
 #[cfg(test)]

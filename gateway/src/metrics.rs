@@ -105,13 +105,9 @@ impl GatewayMetrics {
                 "1 while the gateway's broker connection is up.",
                 registry
             )?,
-            task_restarts: register_int_counter_vec_with_registry!(
-                Opts::new(
-                    "intake_task_restarts_total",
-                    "Long-running tasks restarted after they panicked or ended unexpectedly.",
-                ),
-                &["task"],
-                registry
+            task_restarts: common::supervise::restart_counter(
+                &registry,
+                [crate::startup::SPOOL_DRAINER],
             )?,
             connections_closed: register_int_counter_vec_with_registry!(
                 Opts::new(
@@ -127,9 +123,6 @@ impl GatewayMetrics {
         metrics
             .registry
             .register(Box::new(common::telemetry::HTTP_REFUSALS.clone()))?;
-        metrics
-            .task_restarts
-            .with_label_values(&[crate::startup::SPOOL_DRAINER]);
         Ok(metrics)
     }
 

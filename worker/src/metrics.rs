@@ -201,14 +201,7 @@ impl WorkerStats {
                 &["queue"],
                 registry
             )?,
-            task_restarts: register_int_counter_vec_with_registry!(
-                Opts::new(
-                    "intake_task_restarts_total",
-                    "Long-running tasks restarted after they panicked or ended unexpectedly.",
-                ),
-                &["task"],
-                registry
-            )?,
+            task_restarts: common::supervise::restart_counter(&registry, task::all())?,
             batch_panics: register_int_counter_with_registry!(
                 "intake_worker_batch_panics_total",
                 "Batches that panicked; each of their events climbed a delay tier.",
@@ -230,9 +223,6 @@ impl WorkerStats {
             self.environment_failures
                 .with_label_values(&[queue.as_str()]);
             self.requeued.with_label_values(&[queue.as_str()]);
-        }
-        for name in task::all() {
-            self.task_restarts.with_label_values(&[name]);
         }
     }
 

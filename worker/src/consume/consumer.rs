@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use common::amqp::{AmqpError, WorkQueue};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
@@ -74,12 +73,7 @@ pub async fn run(
 /// next to nothing, while a longer wait delays the recovery after an
 /// outage (the chaos tests saw up to 6 s with a 5 s ceiling).
 fn reconnect_delays() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(1))
-        .with_jitter()
-        .without_max_times()
-        .build()
+    common::supervise::backoff(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 async fn consume(

@@ -13,7 +13,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use common::amqp::WorkQueue;
 use tokio_util::sync::CancellationToken;
 
@@ -80,10 +79,5 @@ where
 /// From 0.2 s up to 10 s: a database back after a failover is used within
 /// seconds, while a long outage costs one attempt per 10 s per consumer.
 fn hold_delays() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .build()
+    common::supervise::backoff(Duration::from_millis(200), Duration::from_secs(10))
 }
