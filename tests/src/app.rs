@@ -533,17 +533,10 @@ impl Drop for TestApp {
         let everything = Topology::new(self.topology.prefix(), delays);
         let queues = everything.queue_names();
         let exchanges = everything.exchange_names();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                database::drop(&db_name).await;
-                broker::delete(&queues, &exchanges).await;
-            });
+        crate::block_on_own_thread(async move {
+            database::drop(&db_name).await;
+            broker::delete(&queues, &exchanges).await;
         });
-        let _ = cleanup.join();
     }
 }
 

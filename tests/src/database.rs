@@ -95,28 +95,21 @@ impl Drop for OrdinaryRole {
     /// and drops the role; the database itself goes with the test app.
     fn drop(&mut self) {
         let (name, db_name) = (self.name.clone(), self.db_name.clone());
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok((client, connection)) =
-                    tokio_postgres::connect(&url_for(&db_name), NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!(
-                            "REASSIGN OWNED BY \"{name}\" TO CURRENT_USER; DROP OWNED BY \"{name}\""
-                        ))
-                        .await;
-                }
-                let admin = connect(&crate::admin_database_url()).await;
-                let _ = admin
-                    .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+        crate::block_on_own_thread(async move {
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(&url_for(&db_name), NoTls).await
+            {
+                tokio::spawn(connection);
+                let _ = client
+                    .batch_execute(&format!(
+                        "REASSIGN OWNED BY \"{name}\" TO CURRENT_USER; DROP OWNED BY \"{name}\""
+                    ))
                     .await;
-            });
+            }
+            let admin = connect(&crate::admin_database_url()).await;
+            let _ = admin
+                .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                .await;
         });
-        let _ = cleanup.join();
     }
 }

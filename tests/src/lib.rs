@@ -18,6 +18,39 @@ pub mod stall;
 pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
 pub use poll::{eventually, until};
 
+/// Runs `work` to its end on a runtime of its own, on a thread of its own:
+/// for clean-ups in `Drop`, which may run inside or outside a runtime.
+pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let cleanup = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work);
+    });
+    let _ = cleanup.join();
+}
+
+/// The worker's `/readyz` turns 200 again, and nothing was dead-lettered or
+/// moved to a delay tier from `queues` (the environment-fault tests).
+pub async fn assert_recovered_without_dead_letters(
+    app: &TestApp,
+    queues: &[common::amqp::WorkQueue],
+) {
+    eventually(
+        "ready again",
+        std::time::Duration::from_secs(10),
+        || async { (app.worker_ops_get("/readyz").await.status() == 200).then_some(()) },
+    )
+    .await;
+    let stats = &app.worker.as_ref().unwrap().stats;
+    assert_eq!(stats.events_dead_lettered(), 0);
+    assert_eq!(stats.events_retried(), 0, "no event spent a delay tier");
+    for queue in queues {
+        assert_eq!(app.dead_letters(*queue).await, 0);
+    }
+}
+
 /// RabbitMQ used by the tests (`INTAKE_TEST_AMQP_URL`).
 pub fn amqp_url() -> String {
     std::env::var("INTAKE_TEST_AMQP_URL")

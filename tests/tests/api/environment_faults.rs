@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::amqp::WorkQueue;
 use intake_tests::database::OrdinaryRole;
-use intake_tests::{TestApp, TestOptions, eventually, spawn_app_with};
+use intake_tests::{
+    TestApp, TestOptions, assert_recovered_without_dead_letters, eventually, spawn_app_with,
+};
 use secrecy::SecretString;
 
 fn application(user: &str) -> String {
@@ -107,13 +109,7 @@ async fn a_revoked_privilege_holds_the_batch_until_granted_back_and_dead_letters
         || async { (applications(&app).await == 8).then_some(()) },
     )
     .await;
-    eventually("ready again", Duration::from_secs(10), || async {
-        (app.worker_ops_get("/readyz").await.status() == 200).then_some(())
-    })
-    .await;
-    assert_eq!(stats.events_dead_lettered(), 0);
-    assert_eq!(stats.events_retried(), 0);
-    assert_eq!(app.dead_letters(WorkQueue::Lt).await, 0);
+    assert_recovered_without_dead_letters(&app, &[WorkQueue::Lt]).await;
     app.worker.take().unwrap().stop().await;
 }
 

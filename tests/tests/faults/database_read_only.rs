@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::amqp::WorkQueue;
 use intake_tests::services::ReadOnlyDatabase;
-use intake_tests::{TestApp, eventually, spawn_app};
+use intake_tests::{TestApp, assert_recovered_without_dead_letters, eventually, spawn_app};
 
 const STORE: &str = "5d0c8f9e-3f7a-4b21-9c55-1a2b3c4d5e6f";
 
@@ -83,15 +83,7 @@ async fn a_read_only_database_holds_the_batches_and_dead_letters_nothing() {
         || async { (stored(&app).await == 11).then_some(()) },
     )
     .await;
-    eventually("ready again", Duration::from_secs(10), || async {
-        (app.worker_ops_get("/readyz").await.status() == 200).then_some(())
-    })
-    .await;
-    assert_eq!(stats.events_dead_lettered(), 0);
-    assert_eq!(stats.events_retried(), 0);
-    for queue in [WorkQueue::Lt, WorkQueue::Lina] {
-        assert_eq!(app.dead_letters(queue).await, 0);
-    }
+    assert_recovered_without_dead_letters(&app, &[WorkQueue::Lt, WorkQueue::Lina]).await;
     println!(
         "read-only database: {failures} held attempts, 7 events applied after it, none dead-lettered"
     );
