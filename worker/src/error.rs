@@ -66,8 +66,8 @@ pub fn is_the_events(sqlstate: &str) -> bool {
 impl From<tokio_postgres::Error> for JobError {
     fn from(error: tokio_postgres::Error) -> Self {
         let Some(db_error) = error.as_db_error() else {
-            // A connection, protocol or decoding failure.
-            return JobError::Environment(error.to_string());
+            // A connection, TLS, protocol or decoding failure.
+            return JobError::Environment(common::db::with_causes(&error));
         };
         // A database error's message and detail can quote the data: keep
         // only its code (logs and dead-letter headers must stay free of
@@ -83,7 +83,7 @@ impl From<tokio_postgres::Error> for JobError {
 
 impl From<deadpool_postgres::PoolError> for JobError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        JobError::Environment(error.to_string())
+        JobError::Environment(common::db::pool_error(&error))
     }
 }
 

@@ -44,7 +44,7 @@ pub enum StartupError {
     Email(#[from] EmailSetupError),
     #[error("cannot set up the metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", common::db::pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(transparent)]
     HashKey(#[from] crate::apply::hash_key::HashKeyError),

@@ -1,12 +1,12 @@
 //! PostgreSQL: a pooled connection factory and the embedded migrations.
 
 mod migrations;
+pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::{Object as Client, Pool as DbPool, Transaction};
 pub use migrations::run_migrations;
@@ -15,9 +15,11 @@ pub use migrations::run_migrations;
 pub enum DbError {
     #[error("the database URL does not parse")]
     BadUrl,
+    #[error("database TLS: {0}")]
+    Tls(#[from] tls::TlsSetupError),
     #[error("could not build the database pool: {0}")]
     Build(String),
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
@@ -31,11 +33,12 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A pool that opens connections lazily, so a process starts even while the
 /// database is down and recovers by itself when it comes back.
 pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
-    let config: tokio_postgres::Config =
-        url.expose_secret().parse().map_err(|_| DbError::BadUrl)?;
+    let (url, tls) = tls::split(url.expose_secret())?;
+    let config: tokio_postgres::Config = url.parse().map_err(|_| DbError::BadUrl)?;
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&tls)?);
     let manager = Manager::from_config(
         config,
-        NoTls,
+        connector,
         ManagerConfig {
             // Verified: a connection killed by a database restart is noticed
             // on recycle and replaced.
@@ -58,7 +61,7 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
 /// syntax for type uuid: "…"`).
 pub fn describe(error: &tokio_postgres::Error) -> String {
     let Some(db_error) = error.as_db_error() else {
-        return error.to_string();
+        return with_causes(error);
     };
     let mut text = format!("SQLSTATE {}", db_error.code().code());
     for (what, name) in [
@@ -71,4 +74,30 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         }
     }
     text
+}
+
+/// An error with its causes (`error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer`), for errors that carry no data: connection,
+/// TLS and pool failures. Database errors go through `describe`.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.ends_with(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
+}
+
+/// A pool error: a backend (database) error is described as `describe` does,
+/// anything else with its causes.
+pub fn pool_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => describe(error),
+        other => with_causes(other),
+    }
 }

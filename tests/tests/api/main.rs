@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod chaos_checker;
+mod database_tls;
 mod dead_letters;
 mod deploy_files;
 mod email;

@@ -18,7 +18,7 @@ pub use webhooks::{Store, add_webhook, list_webhooks, remove_webhook};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinaError {
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", common::db::pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// Shown as its SQLSTATE: the server's text can quote the data.
     #[error("database error: {}", common::db::describe(.0))]

@@ -21,7 +21,7 @@ pub use crate::apply::erasure::Person as Subject;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubjectError {
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", common::db::pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// Shown as its SQLSTATE: the server's text can quote the data.
     #[error("database error: {}", common::db::describe(.0))]
