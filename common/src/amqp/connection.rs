@@ -3,6 +3,11 @@
 //! Reconnecting by hand (rather than lapin's auto-recovery) keeps one rule in
 //! one place: every new connection declares the topology before it is used,
 //! so a broker that lost its definitions is repaired on the way.
+//!
+//! `INTAKE_AMQP_URL` may name several nodes of a cluster, comma-separated:
+//! a connection stays on the node it reached; when it dies, the next attempt
+//! starts with the next node (the one it was on is likely the one that
+//! went), and each attempt tries every node once, in turn.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +22,10 @@ use super::{AmqpError, Topology};
 const RECONNECT_COOL_DOWN: Duration = Duration::from_millis(500);
 
 pub struct AmqpConnector {
-    url: SecretString,
+    /// The nodes, in the order given.
+    urls: Vec<SecretString>,
+    /// The node to try first.
+    next: Mutex<usize>,
     name: String,
     topology: Topology,
     connect_timeout: Duration,
@@ -34,8 +42,16 @@ impl AmqpConnector {
         topology: Topology,
         connect_timeout: Duration,
     ) -> Self {
+        let urls = url
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| SecretString::from(url.to_owned()))
+            .collect();
         AmqpConnector {
-            url,
+            urls,
+            next: Mutex::new(0),
             name: name.into(),
             topology,
             connect_timeout,
@@ -48,37 +64,60 @@ impl AmqpConnector {
     /// A live connection with the topology declared, reconnecting if needed.
     pub async fn connection(&self) -> Result<Arc<Connection>, AmqpError> {
         let mut current = self.current.lock().await;
-        if let Some(connection) = current.as_ref()
-            && connection.status().connected()
-        {
-            return Ok(connection.clone());
+        if let Some(connection) = current.as_ref() {
+            if connection.status().connected() {
+                return Ok(connection.clone());
+            }
+            // The node it was on went away: start with the next one.
+            self.move_on(1);
+            *current = None;
         }
         if self.cooling_down() {
             return Err(AmqpError::CoolingDown);
         }
-        match tokio::time::timeout(self.connect_timeout, self.connect()).await {
-            Ok(Ok(connection)) => {
-                let connection = Arc::new(connection);
-                *current = Some(connection.clone());
-                *lock(&self.snapshot) = Some(connection.clone());
-                tracing::info!(message = "Connected to the broker.", connection = %self.name);
-                Ok(connection)
+        let mut last_error = AmqpError::Timeout(self.connect_timeout);
+        for _ in 0..self.urls.len().max(1) {
+            let node = *lock(&self.next);
+            match tokio::time::timeout(self.connect_timeout, self.connect(node)).await {
+                Ok(Ok(connection)) => {
+                    let connection = Arc::new(connection);
+                    *current = Some(connection.clone());
+                    *lock(&self.snapshot) = Some(connection.clone());
+                    tracing::info!(
+                        message = "Connected to the broker.",
+                        connection = %self.name,
+                        node = node + 1,
+                        nodes = self.urls.len(),
+                    );
+                    return Ok(connection);
+                }
+                Ok(Err(error)) => last_error = error,
+                Err(_) => last_error = AmqpError::Timeout(self.connect_timeout),
             }
-            Ok(Err(error)) => {
-                self.note_failure();
-                Err(error)
-            }
-            Err(_) => {
-                self.note_failure();
-                Err(AmqpError::Timeout(self.connect_timeout))
-            }
+            tracing::warn!(
+                message = "Broker node not reachable; trying the next.",
+                connection = %self.name,
+                node = node + 1,
+                nodes = self.urls.len(),
+                error = %last_error,
+            );
+            self.move_on(1);
         }
+        self.note_failure();
+        Err(last_error)
     }
 
-    async fn connect(&self) -> Result<Connection, AmqpError> {
+    /// The node `steps` after the one to try first becomes the first.
+    fn move_on(&self, steps: usize) {
+        let mut next = lock(&self.next);
+        *next = (*next + steps) % self.urls.len().max(1);
+    }
+
+    async fn connect(&self, node: usize) -> Result<Connection, AmqpError> {
+        let url = self.urls.get(node).ok_or(AmqpError::NoAddress)?;
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
-        let connection = Connection::connect(self.url.expose_secret(), properties)
+        let connection = Connection::connect(url.expose_secret(), properties)
             .await
             .map_err(AmqpError::Connect)?;
         self.topology.declare(&connection).await?;

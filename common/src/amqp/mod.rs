@@ -21,6 +21,8 @@ pub enum AmqpError {
     Timeout(std::time::Duration),
     #[error("broker connection failed recently; next attempt in a moment")]
     CoolingDown,
+    #[error("INTAKE_AMQP_URL names no broker")]
+    NoAddress,
     #[error("broker operation failed: {0}")]
     Protocol(#[from] lapin::Error),
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod broker_nodes;
 mod chaos_checker;
 mod database_tls;
 mod dead_letters;
