@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod database;
 pub mod logs;
 pub mod poll;
+pub mod private_postgres;
 pub mod services;
 pub mod smtp;
 pub mod stall;

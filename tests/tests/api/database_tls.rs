@@ -67,3 +67,28 @@ async fn an_unreadable_root_certificate_is_a_clear_error_at_start() {
     .expect_err("refused");
     assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
 }
+
+#[tokio::test]
+async fn verify_full_and_verify_ca_accept_a_server_whose_certificate_our_ca_signed() {
+    use intake_tests::private_postgres::{PrivatePostgres, TestCa};
+    let ca = TestCa::generate();
+    let server = PrivatePostgres::start_with_tls(&ca);
+    let dir = std::env::temp_dir().join(format!("intake-ca-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let root = format!("sslrootcert={}", ca_file.display());
+    for (host, mode) in [
+        ("localhost", "verify-full"),
+        ("127.0.0.1", "verify-ca"),
+        ("127.0.0.1", "require"),
+    ] {
+        let url = server.url(host, &format!("sslmode={mode}&{root}"));
+        assert_eq!(encrypted(url).await, Ok(true), "{mode} to {host}");
+    }
+    // The right CA, another name: verify-full refuses, saying why.
+    let url = server.url("127.0.0.1", &format!("sslmode=verify-full&{root}"));
+    let refused = encrypted(url).await.expect_err("not valid for 127.0.0.1");
+    assert!(refused.contains("certificate"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
