@@ -29,19 +29,27 @@ impl<'a> Head<'a> {
             peer: request.peer_addr(),
         }
     }
+
+    /// The sender's allowlist, `X-Forwarded-For` believed from trusted proxies.
+    fn check_source(
+        &self,
+        allowed: Option<&[crate::source::IpNet]>,
+        state: &AppState,
+    ) -> Result<(), GatewayError> {
+        check_source(
+            self.peer,
+            self.headers,
+            allowed,
+            &state.sources.trusted_proxies,
+        )
+    }
 }
 
 /// LT: the source, the headers given once, the token, the expectation,
 /// the media type and encoding, the declared size. Nothing LT sends is
 /// kept when refused (LT resends).
 pub fn check_lt(head: &Head<'_>, state: &AppState) -> Result<(), GatewayError> {
-    let sources = &state.sources;
-    check_source(
-        head.peer,
-        head.headers,
-        sources.lt.as_deref(),
-        &sources.trusted_proxies,
-    )?;
+    head.check_source(state.sources.lt.as_deref(), state)?;
     refuse_repeated_headers(head.headers)?;
     check_bearer(head.headers, &state.lt_tokens)?;
     refuse_unknown_expectation(head.headers)?;
@@ -62,13 +70,7 @@ pub fn check_lina<'s>(
     state: &'s AppState,
 ) -> Result<&'s LinaState, GatewayError> {
     let lina = state.lina.as_ref().ok_or(GatewayError::NotFound)?;
-    let sources = &state.sources;
-    check_source(
-        head.peer,
-        head.headers,
-        sources.lina.as_deref(),
-        &sources.trusted_proxies,
-    )?;
+    head.check_source(state.sources.lina.as_deref(), state)?;
     check_path_secret(secret, &lina.path_secrets)?;
     Ok(lina)
 }

@@ -154,18 +154,22 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsSetupErr
         SslMode::Require => settings.root_cert.is_some(),
         SslMode::Disable | SslMode::Prefer => false,
     };
-    let verifier: Arc<dyn ServerCertVerifier> = if checks_chain {
-        let roots = Arc::new(roots(settings.root_cert.as_ref())?);
-        let chain = WebPkiServerVerifier::builder_with_provider(roots, provider)
+    let chain = match checks_chain {
+        true => Some(
+            WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots(settings.root_cert.as_ref())?),
+                provider.clone(),
+            )
             .build()
-            .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
-        match settings.mode {
-            SslMode::VerifyFull => chain,
-            _ => Arc::new(ChainOnly(chain)),
-        }
-    } else {
-        Arc::new(EncryptOnly(provider))
+            .map_err(|error| TlsSetupError::Rustls(error.to_string()))?,
+        ),
+        false => None,
     };
+    let verifier = Arc::new(Verifier {
+        chain,
+        check_name: settings.mode == SslMode::VerifyFull,
+        provider,
+    });
     Ok(builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)
@@ -201,11 +205,19 @@ fn roots(root_cert: Option<&PathBuf>) -> Result<RootCertStore, TlsSetupError> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain to a trusted root, whatever name it is for.
+/// The server's certificate as `sslmode` asks: taken as it comes (no
+/// chain: `prefer`, `require` without a root, libpq's behaviour), checked to
+/// a trusted root whatever name it is for (`verify-ca`), or to a root and
+/// for the host (`verify-full`). The handshake's signatures are checked
+/// against the certificate in every case.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Verifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -214,56 +226,15 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a root: encrypted, the certificate taken
-/// as it comes (libpq's behaviour; the handshake's signatures are still
-/// checked against it).
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -276,7 +247,7 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -290,12 +261,14 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
