@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod metrics;
 pub mod ops;
+pub mod pem;
 pub mod senders;
 pub mod settings;
 pub mod shutdown;

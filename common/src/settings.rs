@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::amqp::{AmqpConnector, Topology};
+use crate::amqp::{AmqpConnector, AmqpTls, Topology};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,16 @@ pub struct AmqpArgs {
     /// File holding the RabbitMQ URL (instead of INTAKE_AMQP_URL)
     #[arg(long, env = "INTAKE_AMQP_URL_FILE")]
     pub amqp_url_file: Option<PathBuf>,
+    /// CA certificates (PEM) that may sign the broker's certificate, besides
+    /// the system's roots; every node must then be amqps://
+    #[arg(long, env = "INTAKE_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a broker that asks for one (with INTAKE_AMQP_CLIENT_KEY)
+    #[arg(long, env = "INTAKE_AMQP_CLIENT_CERT")]
+    pub amqp_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, env = "INTAKE_AMQP_CLIENT_KEY")]
+    pub amqp_client_key: Option<PathBuf>,
     /// Prepended to every queue and exchange name
     #[arg(long, env = "INTAKE_QUEUE_PREFIX", default_value = "intake")]
     pub queue_prefix: String,
@@ -124,6 +134,7 @@ pub fn default_retry_delays() -> Vec<Duration> {
 #[derive(Clone, Debug)]
 pub struct AmqpSettings {
     pub url: SecretString,
+    pub tls: AmqpTls,
     pub queue_prefix: String,
     pub publish_timeout: Duration,
     pub retry_delays: Vec<Duration>,
@@ -137,11 +148,18 @@ impl AmqpArgs {
             missing.note("INTAKE_AMQP_URL");
             return Ok(None);
         };
+        let tls = AmqpTls::from_files(
+            self.amqp_ca_file.as_deref(),
+            self.amqp_client_cert.as_deref(),
+            self.amqp_client_key.as_deref(),
+        )?;
+        require_tls_nodes(&url, &tls)?;
         let mut retry_delays = self.retry_delays;
         retry_delays.sort();
         retry_delays.dedup();
         Ok(Some(AmqpSettings {
             url,
+            tls,
             queue_prefix: self.queue_prefix,
             publish_timeout: self.publish_timeout,
             retry_delays,
@@ -160,9 +178,32 @@ impl AmqpSettings {
             self.url.clone(),
             format!("{}:{process}", self.queue_prefix),
             self.topology(),
+            self.tls.clone(),
             self.publish_timeout,
         ))
     }
+}
+
+/// A CA file or client certificate says the broker is reached over TLS: a
+/// plain `amqp://` node in the list would carry the events in clear, so it
+/// is refused at start rather than used.
+fn require_tls_nodes(url: &SecretString, tls: &AmqpTls) -> Result<(), SettingsError> {
+    use secrecy::ExposeSecret;
+    let plain = url
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .any(|node| !node.starts_with("amqps://"));
+    if tls.is_configured() && plain {
+        return Err(SettingsError::Invalid {
+            name: "INTAKE_AMQP_URL",
+            reason:
+                "INTAKE_AMQP_CA_FILE or a client certificate is set, so every node must be amqps://"
+                    .into(),
+        });
+    }
+    Ok(())
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), SettingsError> {

@@ -44,8 +44,13 @@ pub struct TestOptions {
     pub spool_max_bytes: u64,
     pub lina_spool_after: Duration,
     /// The gateway's broker URL, when it must differ from the worker's (a
-    /// relay in between); `None`: the test broker.
+    /// relay in between); `None`: the app's broker.
     pub gateway_amqp_url: Option<String>,
+    /// The broker of the whole app (gateway, worker, the test's own looks),
+    /// e.g. a cluster of the test's own; `None`: the test broker.
+    pub amqp_url: Option<String>,
+    /// TLS material for `amqp_url` (`amqps://` nodes).
+    pub amqp_tls: common::amqp::AmqpTls,
     /// `None`: e-mails are written as .eml files to `TestApp::mail_dir`.
     pub smtp_url: Option<String>,
     pub templates_dir: Option<std::path::PathBuf>,
@@ -75,6 +80,8 @@ impl Default for TestOptions {
             spool_max_bytes: 64 * 1024 * 1024,
             lina_spool_after: Duration::from_secs(1),
             gateway_amqp_url: None,
+            amqp_url: None,
+            amqp_tls: Default::default(),
             smtp_url: None,
             templates_dir: None,
             http_timeouts: HttpTimeouts::default(),
@@ -139,8 +146,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let pool = common::db::pool(&SecretString::from(db_url.clone()), 1).unwrap();
     common::db::run_migrations(&pool).await.unwrap();
     pool.close();
+    let amqp_url = options.amqp_url.clone().unwrap_or_else(crate::amqp_url);
     let amqp = AmqpSettings {
-        url: SecretString::from(crate::amqp_url()),
+        url: SecretString::from(amqp_url.clone()),
+        tls: options.amqp_tls.clone(),
         queue_prefix: prefix.clone(),
         publish_timeout: options.publish_timeout,
         retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
@@ -150,12 +159,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("intake-spool-{unique}")));
     let gateway_amqp = AmqpSettings {
-        url: SecretString::from(
-            options
-                .gateway_amqp_url
-                .clone()
-                .unwrap_or_else(crate::amqp_url),
-        ),
+        url: SecretString::from(options.gateway_amqp_url.clone().unwrap_or(amqp_url)),
         ..amqp.clone()
     };
     let gateway_settings = GatewaySettings {
@@ -389,7 +393,7 @@ impl TestApp {
 
     /// Ready messages in a work queue.
     pub async fn depth(&self, queue: WorkQueue) -> u32 {
-        broker::depth(&self.queue(queue)).await
+        broker::depth_at(&self.amqp, &self.queue(queue)).await
     }
 
     /// Runs `worker dlq <args>` against this app's queues; returns its output.
@@ -446,7 +450,7 @@ impl TestApp {
 
     /// Ready messages in the dead-letter queue of `queue`.
     pub async fn dead_letters(&self, queue: WorkQueue) -> u32 {
-        broker::depth(&self.topology.dead_letter_queue(queue)).await
+        broker::depth_at(&self.amqp, &self.topology.dead_letter_queue(queue)).await
     }
 
     /// A pool on the test's database (for driving the worker's library parts).
@@ -533,9 +537,10 @@ impl Drop for TestApp {
         let everything = Topology::new(self.topology.prefix(), delays);
         let queues = everything.queue_names();
         let exchanges = everything.exchange_names();
+        let amqp = self.amqp.clone();
         crate::block_on_own_thread(async move {
             database::drop(&db_name).await;
-            broker::delete(&queues, &exchanges).await;
+            broker::delete_at(&amqp, &queues, &exchanges).await;
         });
     }
 }

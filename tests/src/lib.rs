@@ -12,6 +12,7 @@ pub mod database;
 pub mod logs;
 pub mod poll;
 pub mod private_postgres;
+pub mod private_rabbitmq;
 pub mod services;
 pub mod smtp;
 pub mod stall;

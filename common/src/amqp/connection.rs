@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use lapin::{Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AmqpError, Topology};
+use super::{AmqpError, AmqpTls, Topology};
 
 /// After a failed attempt, callers fail fast for this long instead of each
 /// hammering a broker that is down.
@@ -28,6 +28,7 @@ pub struct AmqpConnector {
     next: Mutex<usize>,
     name: String,
     topology: Topology,
+    tls: AmqpTls,
     connect_timeout: Duration,
     current: tokio::sync::Mutex<Option<Arc<Connection>>>,
     /// The connection as last seen, readable without waiting (health checks).
@@ -40,6 +41,7 @@ impl AmqpConnector {
         url: SecretString,
         name: impl Into<String>,
         topology: Topology,
+        tls: AmqpTls,
         connect_timeout: Duration,
     ) -> Self {
         let urls = url
@@ -54,6 +56,7 @@ impl AmqpConnector {
             next: Mutex::new(0),
             name: name.into(),
             topology,
+            tls,
             connect_timeout,
             current: tokio::sync::Mutex::new(None),
             snapshot: Mutex::new(None),
@@ -117,9 +120,15 @@ impl AmqpConnector {
         let url = self.urls.get(node).ok_or(AmqpError::NoAddress)?;
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
-        let connection = Connection::connect(url.expose_secret(), properties)
-            .await
-            .map_err(AmqpError::Connect)?;
+        let runtime = lapin::runtime::default_runtime().map_err(AmqpError::Connect)?;
+        let connection = Connection::connect_with_config(
+            url.expose_secret(),
+            properties,
+            self.tls.config(),
+            runtime,
+        )
+        .await
+        .map_err(AmqpError::Connect)?;
         self.topology.declare(&connection).await?;
         Ok(connection)
     }

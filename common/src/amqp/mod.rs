@@ -5,11 +5,13 @@
 mod connection;
 mod depth;
 mod publisher;
+mod tls;
 mod topology;
 
 pub use connection::AmqpConnector;
 pub use depth::{QueueDepth, queue_depth};
 pub use publisher::{ConfirmedPublisher, PublishError};
+pub use tls::AmqpTls;
 pub use topology::{Topology, WorkQueue, delay_label};
 
 /// Why a broker operation did not happen.

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore};
 
@@ -184,16 +183,10 @@ fn roots(root_cert: Option<&PathBuf>) -> Result<RootCertStore, TlsSetupError> {
                 path: path.display().to_string(),
                 reason,
             };
-            let certificates = CertificateDer::pem_file_iter(path)
-                .map_err(|error| unreadable(error.to_string()))?;
-            for certificate in certificates {
-                let certificate = certificate.map_err(|error| unreadable(error.to_string()))?;
+            for certificate in crate::pem::certificates(path).map_err(unreadable)? {
                 roots
                     .add(certificate)
                     .map_err(|error| unreadable(error.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(unreadable("no certificate in it".into()));
             }
         }
         None => {

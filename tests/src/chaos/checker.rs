@@ -127,7 +127,7 @@ async fn queued(app: &TestApp) -> u32 {
     queues.extend(app.topology.exchange_names());
     let mut total = 0;
     for queue in queues {
-        total += crate::broker::depth(&queue).await;
+        total += crate::broker::depth_at(&app.amqp, &queue).await;
     }
     total
 }
@@ -219,7 +219,7 @@ impl Final {
 /// Every parked message's body and reason; all are returned to their
 /// queues when the channel closes.
 async fn dead_letters(app: &TestApp) -> Vec<(String, String)> {
-    let connection = crate::broker::connect().await;
+    let connection = crate::broker::connect_with(&app.amqp).await;
     let mut parked = Vec::new();
     for queue in app.topology.dead_letter_queues() {
         let channel = connection.create_channel().await.unwrap();

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod broker_nodes;
+mod broker_tls;
 mod chaos_checker;
 mod database_tls;
 mod dead_letters;

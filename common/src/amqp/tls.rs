@@ -1,0 +1,78 @@
+//! TLS to the broker (`amqps://` nodes): lapin's rustls, verifying the
+//! broker's certificate and name against the system's roots and, where the
+//! broker's certificate comes from a CA of the partner's own, the CA file
+//! `INTAKE_AMQP_CA_FILE` as well; a client certificate where the broker
+//! asks for one (`ssl_options.fail_if_no_peer_cert`).
+
+use std::path::Path;
+
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+
+use crate::pem;
+use crate::settings::SettingsError;
+
+/// The TLS material of every broker connection (empty: system roots only,
+/// no client certificate). Its `Debug` never shows the key.
+#[derive(Clone, Default)]
+pub struct AmqpTls(OwnedTLSConfig);
+
+impl std::fmt::Debug for AmqpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTls")
+            .field("ca_file", &self.0.cert_chain.is_some())
+            .field("client_certificate", &self.0.identity.is_some())
+            .finish()
+    }
+}
+
+impl AmqpTls {
+    /// Reads and checks the files of `INTAKE_AMQP_CA_FILE`,
+    /// `INTAKE_AMQP_CLIENT_CERT` and `INTAKE_AMQP_CLIENT_KEY`.
+    pub fn from_files(
+        ca_file: Option<&Path>,
+        client_cert: Option<&Path>,
+        client_key: Option<&Path>,
+    ) -> Result<AmqpTls, SettingsError> {
+        let cert_chain = ca_file
+            .map(|path| read("INTAKE_AMQP_CA_FILE", path, pem::certificates))
+            .transpose()?;
+        let identity = match (client_cert, client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: read("INTAKE_AMQP_CLIENT_CERT", cert, pem::certificates)?.into_bytes(),
+                key: read("INTAKE_AMQP_CLIENT_KEY", key, pem::private_key)?.into_bytes(),
+            }),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(SettingsError::Invalid {
+                    name: "INTAKE_AMQP_CLIENT_CERT",
+                    reason: "set it together with INTAKE_AMQP_CLIENT_KEY, or neither".into(),
+                });
+            }
+        };
+        Ok(AmqpTls(OwnedTLSConfig {
+            identity,
+            cert_chain,
+        }))
+    }
+
+    /// Whether any TLS material was given (then every node must be `amqps://`).
+    pub fn is_configured(&self) -> bool {
+        self.0.cert_chain.is_some() || self.0.identity.is_some()
+    }
+
+    /// lapin's form of it.
+    pub fn config(&self) -> OwnedTLSConfig {
+        self.0.clone()
+    }
+}
+
+fn read<T>(
+    name: &'static str,
+    path: &Path,
+    check: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<String, SettingsError> {
+    pem::text_checked(path, check).map_err(|reason| SettingsError::Invalid {
+        name,
+        reason: format!("{}: {reason}", path.display()),
+    })
+}
