@@ -82,13 +82,24 @@ where
         LogFormat::Text => output.boxed(),
     };
     let subscriber = tracing_subscriber::registry()
-        .with(output.with_filter(filter.and(filter_fn(|metadata| !is_refusal(metadata)))))
+        .with(output.with_filter(filter.and(filter_fn(|metadata| {
+            !is_refusal(metadata) && !quotes_messages(metadata)
+        }))))
         .with(CountRefusals.with_filter(filter_fn(is_refusal)));
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
         let _ = tracing_log::LogTracer::builder()
             .with_max_level(log_level)
             .init();
     }
+}
+
+/// Dependency log lines that print a whole message, body and headers
+/// included (lapin logs every returned message at WARN): personal data,
+/// so never written, whatever the filter. The gateway logs the return
+/// itself, by event id.
+fn quotes_messages(metadata: &Metadata<'_>) -> bool {
+    const QUOTING_TARGETS: [&str; 1] = ["lapin::returned_messages"];
+    QUOTING_TARGETS.contains(&metadata.target())
 }
 
 fn is_refusal(metadata: &Metadata<'_>) -> bool {

@@ -5,6 +5,7 @@ mod bad_input;
 mod broker_nodes;
 mod broker_tls;
 mod chaos_checker;
+mod consumer_cancel;
 mod database_tls;
 mod dead_letters;
 mod deploy_files;

@@ -1,6 +1,8 @@
 //! One consumer per work queue: consume, apply in batches, ack after commit;
-//! reconnect with backoff whenever the broker goes away; stop between
-//! batches on shutdown, so in-flight work is finished and acked.
+//! reconnect with backoff whenever the broker goes away; consume again when
+//! the broker cancels the consumer (`basic.cancel`: its queue was deleted,
+//! or its node went away in a cluster); stop between batches on shutdown,
+//! so in-flight work is finished and acked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +33,8 @@ enum ConsumeError {
     Lapin(#[from] lapin::Error),
     #[error("the broker closed the consumer")]
     Closed,
+    #[error("the broker cancelled the consumer")]
+    Cancelled,
     #[error(transparent)]
     Settle(#[from] SettleError),
     #[error("the broker did not answer within {0:?}")]
@@ -46,15 +50,19 @@ pub async fn run(
     slot: Arc<ConsumerSlot>,
 ) {
     let mut delays = reconnect_delays();
+    let mut redeclare = false;
     loop {
         let started = Instant::now();
-        let error = match consume(&context, queue, &shutdown, &slot).await {
+        let error = match consume(&context, queue, &shutdown, &slot, redeclare).await {
             Ok(()) => return,
             Err(error) => error,
         };
         if started.elapsed() > HEALTHY_SESSION {
             delays = reconnect_delays();
         }
+        // A cancelled consumer's queue may be gone: declared again first
+        // (declaring is idempotent), as a new connection does.
+        redeclare = matches!(error, ConsumeError::Cancelled);
         let delay = delays.next().unwrap_or(Duration::from_secs(1));
         tracing::warn!(
             message = "Consumer lost the broker; reconnecting.",
@@ -81,9 +89,13 @@ async fn consume(
     queue: WorkQueue,
     shutdown: &CancellationToken,
     slot: &ConsumerSlot,
+    redeclare: bool,
 ) -> Result<(), ConsumeError> {
     let session = slot.session();
     let connection = context.connector.connection().await?;
+    if redeclare {
+        context.topology.declare(&connection).await?;
+    }
     let deadline = context.settings.amqp.publish_timeout;
     let channel = bounded(deadline, connection.create_channel()).await?;
     // Before consuming: the prefetch bounds what this consumer holds in flight.
@@ -114,7 +126,13 @@ async fn consume(
                 return Err(ConsumeError::Closed);
             }
         };
-        let first = next.ok_or(ConsumeError::Closed)??;
+        let Some(first) = next else {
+            // The stream ends without an error only on a cancel. Closing
+            // the channel returns what it still held to the queue.
+            let _ = channel.close(200, "consumer cancelled".into()).await;
+            return Err(ConsumeError::Cancelled);
+        };
+        let first = first?;
         let settings = &context.settings;
         let batch = collect::collect(
             first,
