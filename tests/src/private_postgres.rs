@@ -1,6 +1,7 @@
-//! A PostgreSQL server of the test's own (its own data directory and port,
-//! run as the `postgres` user, TLS with a CA the test made), never the
-//! machine's: stopped and removed on drop, on every path.
+//! PostgreSQL servers of the test's own (each its own data directory and
+//! port, run as the `postgres` user): one with TLS from a CA the test made,
+//! or a primary and a hot standby streaming from it, to be promoted. Never
+//! the machine's server: each is stopped and removed on drop, on every path.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,28 +65,8 @@ fn as_postgres(command: &Path, args: &[&str]) -> bool {
 impl PrivatePostgres {
     /// initdb, the certificates, and a start on a free port with `ssl = on`.
     pub fn start_with_tls(ca: &TestCa) -> PrivatePostgres {
-        let dir = std::env::temp_dir().join(format!("intake-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let server = PrivatePostgres {
-            dir: dir.clone(),
-            port: crate::smtp::free_port(),
-        };
-        let data = dir.join("data");
-        chown_postgres(&dir);
-        assert!(
-            as_postgres(
-                &bin("initdb"),
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres"
-                ]
-            ),
-            "initdb"
-        );
+        let server = PrivatePostgres::initdb();
+        let data = server.data();
         for (name, pem) in [
             ("server.crt", &ca.server_cert_pem),
             ("server.key", &ca.server_key_pem),
@@ -95,28 +76,116 @@ impl PrivatePostgres {
             chown_postgres(&path);
             set_mode(&path, 0o600);
         }
+        server.start("-c ssl=on")
+    }
+
+    /// A primary that standbys may stream from (initdb's `pg_hba.conf`
+    /// trusts replication connections from loopback).
+    pub fn start_primary() -> PrivatePostgres {
+        PrivatePostgres::initdb().start("-c wal_level=replica -c max_wal_senders=4")
+    }
+
+    /// A hot standby of `primary` (`pg_basebackup -R`), streaming from it.
+    pub fn start_standby_of(primary: &PrivatePostgres) -> PrivatePostgres {
+        let server = PrivatePostgres::new_dir();
+        assert!(
+            as_postgres(
+                &bin("pg_basebackup"),
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    server.data().to_str().unwrap(),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                ]
+            ),
+            "pg_basebackup"
+        );
+        server.start("-c hot_standby=on")
+    }
+
+    fn new_dir() -> PrivatePostgres {
+        let dir = std::env::temp_dir().join(format!("intake-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_postgres(&dir);
+        PrivatePostgres {
+            dir,
+            port: crate::smtp::free_port(),
+        }
+    }
+
+    fn initdb() -> PrivatePostgres {
+        let server = PrivatePostgres::new_dir();
+        assert!(
+            as_postgres(
+                &bin("initdb"),
+                &[
+                    "-D",
+                    server.data().to_str().unwrap(),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres"
+                ]
+            ),
+            "initdb"
+        );
+        server
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn start(self, options: &str) -> PrivatePostgres {
         let options = format!(
-            "-p {} -c ssl=on -c listen_addresses=127.0.0.1 -k {}",
-            server.port,
-            dir.display()
+            "-p {} -c listen_addresses=127.0.0.1 -k {} {options}",
+            self.port,
+            self.dir.display()
         );
         assert!(
             as_postgres(
                 &bin("pg_ctl"),
                 &[
                     "-D",
-                    data.to_str().unwrap(),
+                    self.data().to_str().unwrap(),
                     "-o",
                     &options,
                     "-w",
                     "-l",
-                    dir.join("log").to_str().unwrap(),
+                    self.dir.join("log").to_str().unwrap(),
                     "start"
                 ]
             ),
-            "pg_ctl start"
+            "pg_ctl start (see {})",
+            self.dir.join("log").display()
         );
-        server
+        self
+    }
+
+    /// Stops the server at once, as a crash would (`-m immediate`).
+    pub fn stop_immediately(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Promotes a standby to primary and waits until it takes writes.
+    pub fn promote(&self) {
+        assert!(self.pg_ctl(&["-w", "promote"]), "pg_ctl promote");
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        let data = self.data();
+        let mut all = vec!["-D", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        as_postgres(&bin("pg_ctl"), &all)
     }
 
     /// A URL of its `postgres` database with `query` appended.
@@ -139,18 +208,8 @@ fn set_mode(path: &Path, mode: u32) {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let data = self.dir.join("data");
-        as_postgres(
-            &bin("pg_ctl"),
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        // Also when a start failed half-way: stopping a stopped server is a no-op.
+        self.stop_immediately();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

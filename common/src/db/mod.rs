@@ -5,7 +5,9 @@ pub mod tls;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 pub use deadpool_postgres::{Object as Client, Pool as DbPool, Transaction};
@@ -40,12 +42,15 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
         config,
         connector,
         ManagerConfig {
-            // Verified: a connection killed by a database restart is noticed
-            // on recycle and replaced.
-            recycling_method: RecyclingMethod::Verified,
+            // Fast: a closed connection (a restart, a failover) is dropped;
+            // the hook below does the one round trip a check costs.
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)
+        .post_recycle(Hook::async_fn(|client, _| {
+            Box::pin(refuse_read_only(client))
+        }))
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
@@ -53,6 +58,27 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
         .recycle_timeout(Some(POOL_TIMEOUT))
         .build()
         .map_err(|error| DbError::Build(error.to_string()))
+}
+
+/// A pooled connection is handed out again only while its server takes
+/// writes: one that went read-only (a standby after a failover behind the
+/// same address, a pooler that moved, `default_transaction_read_only`) or
+/// does not answer is dropped, and the pool makes a new one, which with
+/// `target_session_attrs=read-write` goes to the primary of a multi-host
+/// URL. Reusing it would fail every batch with SQLSTATE 25006 for as long
+/// as the connection lives.
+async fn refuse_read_only(client: &mut ClientWrapper) -> Result<(), HookError> {
+    let messages = client
+        .simple_query("SHOW transaction_read_only")
+        .await
+        .map_err(HookError::Backend)?;
+    let read_only = messages.iter().any(|message| {
+        matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
+    });
+    if read_only {
+        return Err(HookError::message("the server no longer takes writes"));
+    }
+    Ok(())
 }
 
 /// A database error as it may be shown or logged: its SQLSTATE and the

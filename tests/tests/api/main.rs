@@ -6,6 +6,7 @@ mod broker_nodes;
 mod broker_tls;
 mod chaos_checker;
 mod consumer_cancel;
+mod database_pool;
 mod database_tls;
 mod dead_letters;
 mod deploy_files;
