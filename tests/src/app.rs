@@ -51,6 +51,13 @@ pub struct TestOptions {
     pub amqp_url: Option<String>,
     /// TLS material for `amqp_url` (`amqps://` nodes).
     pub amqp_tls: common::amqp::AmqpTls,
+    /// The queue prefix (a test that declares the queues itself first);
+    /// `None`: a fresh one.
+    pub queue_prefix: Option<String>,
+    /// Where the test's database is created (a URL whose user may create
+    /// databases; its query is kept in the app's URL); `None`: the test
+    /// server (`INTAKE_TEST_DATABASE_URL`).
+    pub database_admin_url: Option<String>,
     /// `None`: e-mails are written as .eml files to `TestApp::mail_dir`.
     pub smtp_url: Option<String>,
     pub templates_dir: Option<std::path::PathBuf>,
@@ -82,6 +89,8 @@ impl Default for TestOptions {
             gateway_amqp_url: None,
             amqp_url: None,
             amqp_tls: Default::default(),
+            queue_prefix: None,
+            database_admin_url: None,
             smtp_url: None,
             templates_dir: None,
             http_timeouts: HttpTimeouts::default(),
@@ -139,9 +148,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     crate::logs::init();
     let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let prefix = format!("t_{unique}");
+    let prefix = options
+        .queue_prefix
+        .clone()
+        .unwrap_or_else(|| format!("t_{unique}"));
     let db_name = format!("intake_t_{unique}");
-    let db_url = database::create(&db_name).await;
+    let admin_url = options
+        .database_admin_url
+        .clone()
+        .unwrap_or_else(crate::admin_database_url);
+    let db_url = database::create_in(&admin_url, &db_name).await;
     // Migrated up front, so tests can look at tables before a worker starts.
     let pool = common::db::pool(&SecretString::from(db_url.clone()), 1).unwrap();
     common::db::run_migrations(&pool).await.unwrap();
@@ -506,14 +522,7 @@ impl TestApp {
 
     /// The stored application of `user_id`, if any, as (email, status, profile).
     pub async fn application(&self, user_id: &str) -> Option<(String, String, serde_json::Value)> {
-        self.db
-            .query_opt(
-                "SELECT email, status, profile FROM lt_application WHERE mydatashare_user_id = $1",
-                &[&user_id],
-            )
-            .await
-            .unwrap()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
+        application_in(&self.db, user_id).await
     }
 }
 
@@ -543,6 +552,20 @@ impl Drop for TestApp {
             broker::delete_at(&amqp, &queues, &exchanges).await;
         });
     }
+}
+
+/// The stored application of `user_id` in the database of `db`, if any.
+pub async fn application_in(
+    db: &tokio_postgres::Client,
+    user_id: &str,
+) -> Option<(String, String, serde_json::Value)> {
+    db.query_opt(
+        "SELECT email, status, profile FROM lt_application WHERE mydatashare_user_id = $1",
+        &[&user_id],
+    )
+    .await
+    .unwrap()
+    .map(|row| (row.get(0), row.get(1), row.get(2)))
 }
 
 /// Segment files waiting in a spool directory (0 when it does not exist).

@@ -4,21 +4,43 @@ use tokio_postgres::{Client, NoTls};
 
 /// Creates `name` and returns its URL.
 pub async fn create(name: &str) -> String {
-    let admin = connect(&crate::admin_database_url()).await;
-    admin
+    create_in(&crate::admin_database_url(), name).await
+}
+
+/// Creates `name` on the server of `admin` (a URL whose user may create
+/// databases) and returns its URL.
+pub async fn create_in(admin: &str, name: &str) -> String {
+    let client = connect(admin).await;
+    client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await
         .unwrap();
-    url_for(name)
+    url_in(admin, name)
 }
 
 pub fn url_for(name: &str) -> String {
-    let admin = crate::admin_database_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin);
-    format!("{base}/{name}")
+    url_in(&crate::admin_database_url(), name)
+}
+
+/// `admin` with its database replaced by `name` (its query kept: a
+/// multi-host URL's `target_session_attrs`).
+pub fn url_in(admin: &str, name: &str) -> String {
+    let (url, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(url);
+    if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    }
+}
+
+/// A connection, or why there is none (a server that is down).
+pub async fn try_connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 pub async fn connect(url: &str) -> Client {

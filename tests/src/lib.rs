@@ -13,6 +13,7 @@ pub mod logs;
 pub mod poll;
 pub mod private_postgres;
 pub mod private_rabbitmq;
+pub mod reaper;
 pub mod services;
 pub mod smtp;
 pub mod stall;

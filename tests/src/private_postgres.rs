@@ -79,14 +79,48 @@ impl PrivatePostgres {
         server.start("-c ssl=on")
     }
 
-    /// A primary that standbys may stream from (initdb's `pg_hba.conf`
-    /// trusts replication connections from loopback).
-    pub fn start_primary() -> PrivatePostgres {
-        PrivatePostgres::initdb().start("-c wal_level=replica -c max_wal_senders=4")
+    /// A primary and a hot standby streaming from it, replicated
+    /// synchronously (`synchronous_standby_names = '*'`): a commit returns
+    /// once the standby has it, so a failover loses no committed event.
+    /// (initdb's `pg_hba.conf` trusts replication connections from loopback.)
+    pub fn start_pair() -> (PrivatePostgres, PrivatePostgres) {
+        let primary = PrivatePostgres::initdb()
+            .start("-c wal_level=replica -c max_wal_senders=4 -c synchronous_standby_names=*");
+        let standby = PrivatePostgres::start_standby_of(&primary);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while primary
+            .psql("SELECT sync_state FROM pg_stat_replication")
+            .trim()
+            != "sync"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby never became synchronous"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        (primary, standby)
+    }
+
+    /// `psql -Atc <sql>` on its `postgres` database: what it printed.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-Atc", sql])
+            .output()
+            .expect("psql runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// A hot standby of `primary` (`pg_basebackup -R`), streaming from it.
-    pub fn start_standby_of(primary: &PrivatePostgres) -> PrivatePostgres {
+    fn start_standby_of(primary: &PrivatePostgres) -> PrivatePostgres {
         let server = PrivatePostgres::new_dir();
         assert!(
             as_postgres(
@@ -116,6 +150,11 @@ impl PrivatePostgres {
         let dir = std::env::temp_dir().join(format!("intake-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         chown_postgres(&dir);
+        crate::reaper::after_this_process(&format!(
+            "runuser -u postgres -- {pg_ctl} -D {dir}/data -m immediate -w stop; rm -rf {dir}",
+            pg_ctl = bin("pg_ctl").display(),
+            dir = dir.display()
+        ));
         PrivatePostgres {
             dir,
             port: crate::smtp::free_port(),

@@ -5,8 +5,9 @@
 //! plugin list, data and log directories; all share one Erlang cookie in a
 //! home directory of their own. `+sbwt none` keeps four Erlang VMs from
 //! spinning on two cores. Every node is killed and its directory removed on
-//! drop, on every path (and by `scripts/clean-test-leftovers` after a
-//! killed run: the directories are `$TMPDIR/intake-rmq-*`).
+//! drop, and by `crate::reaper` when the test process ends without dropping
+//! (and by `scripts/clean-test-leftovers`: the directories are
+//! `$TMPDIR/intake-rmq-*`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,6 +59,10 @@ impl PrivateRabbit {
         let dir = std::env::temp_dir().join(format!("intake-rmq-{unique}"));
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
+        crate::reaper::after_this_process(&format!(
+            "for f in {dir}/node*/pid; do [ -f \"$f\" ] && kill -9 \"$(cat \"$f\")\"; done; rm -rf {dir}",
+            dir = dir.display()
+        ));
         write_private(&home.join(".erlang.cookie"), &format!("INTAKETEST{unique}"));
         if let Some(ca) = ca {
             std::fs::write(dir.join("ca.pem"), &ca.ca_pem).unwrap();
@@ -216,20 +221,37 @@ impl PrivateRabbit {
     pub async fn leader_of(&self, queue: &str) -> Option<usize> {
         let alive = (0..self.nodes.len()).find(|&index| self.nodes[index].server.is_some())?;
         let listing = self
-            .ctl(
-                alive,
-                &["list_queues", "name", "leader", "--formatter", "json"],
-            )
+            .ctl(alive, &["list_queues", "name", "leader"])
             .await
             .ok()?;
-        let queues: Vec<serde_json::Value> = serde_json::from_str(&listing).ok()?;
-        let leader = queues
-            .iter()
-            .find(|entry| entry["name"] == queue)?
-            .get("leader")?
-            .as_str()?
-            .to_owned();
+        // Lines of `<name>\t<leader node>`.
+        let leader = listing.lines().find_map(|line| {
+            let (name, leader) = line.split_once('\t')?;
+            (name == queue).then(|| leader.trim().to_owned())
+        })?;
         self.nodes.iter().position(|node| node.name == leader)
+    }
+
+    /// The node (index) the connection named `name` (its client-provided
+    /// name, e.g. `<prefix>:gateway`) is on.
+    pub async fn node_of_connection(&self, name: &str) -> Option<usize> {
+        let alive = (0..self.nodes.len()).find(|&index| self.nodes[index].server.is_some())?;
+        let listing = self
+            .ctl(alive, &["list_connections", "pid", "client_properties"])
+            .await
+            .ok()?;
+        // Lines of `<pid>\t<properties as Erlang terms>`, one per connection.
+        let named = format!("{{\"connection_name\",\"{name}\"}}");
+        let pid = listing
+            .lines()
+            .find(|line| line.contains(&named))?
+            .split('\t')
+            .next()?;
+        // An Erlang pid prints as `<node@host.N.M.K>`.
+        let node = pid.trim_start_matches('<').split('.').next()?;
+        self.nodes
+            .iter()
+            .position(|candidate| candidate.name == node)
     }
 
     /// `rabbitmqctl -n <node> <args>`: its standard output, or its error.

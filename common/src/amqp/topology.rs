@@ -2,6 +2,7 @@
 //! binaries whenever they (re)connect. Names follow DESIGN.md; the prefix
 //! (`INTAKE_QUEUE_PREFIX`) lets tests and deployments share one broker.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lapin::options::{
@@ -44,6 +45,12 @@ pub const WORK_QUEUE_DELIVERY_LIMIT: i64 = 20;
 pub struct Topology {
     prefix: String,
     retry_delays: Vec<Duration>,
+    /// The delivery-limit probe's answer, once known: it is the broker's
+    /// version that decides it, the same on every node and every reconnect.
+    /// Probing again would create a quorum queue at every reconnect, which
+    /// in a cluster that just lost a node can take longer than a connect
+    /// may (the cluster tests saw reconnects time out on it).
+    minus_one_means_unlimited: Arc<OnceLock<bool>>,
 }
 
 impl Topology {
@@ -51,6 +58,7 @@ impl Topology {
         Topology {
             prefix: prefix.into(),
             retry_delays,
+            minus_one_means_unlimited: Arc::default(),
         }
     }
 
@@ -106,7 +114,13 @@ impl Topology {
 
     /// Declares everything; safe to repeat, and repeated after every reconnect.
     pub async fn declare(&self, connection: &Connection) -> Result<(), AmqpError> {
-        let unlimited = self.minus_one_means_unlimited(connection).await?;
+        let unlimited = match self.minus_one_means_unlimited.get() {
+            Some(known) => *known,
+            None => {
+                let probed = self.minus_one_means_unlimited(connection).await?;
+                *self.minus_one_means_unlimited.get_or_init(|| probed)
+            }
+        };
         for queue in self.dead_letter_queues() {
             declare_parking_queue(connection, &queue, FieldTable::default(), unlimited).await?;
         }

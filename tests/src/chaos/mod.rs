@@ -68,8 +68,14 @@ pub async fn time_to_recover(app: &TestApp, base: &str, fault_ended: Instant) ->
     )
     .await;
     let answering = fault_ended.elapsed();
+    // A connection of its own: the app's may have gone with a failed-over
+    // primary (`db_url` may list several hosts).
+    let db = crate::eventually("the database answers", Duration::from_secs(60), || async {
+        crate::database::try_connect(&app.db_url).await.ok()
+    })
+    .await;
     crate::eventually("the probe is applied", Duration::from_secs(60), || {
-        app.application(&user)
+        crate::app::application_in(&db, &user)
     })
     .await;
     Recovery {

@@ -37,8 +37,7 @@ async fn a_pooled_connection_that_went_read_only_is_replaced_by_a_new_one() {
 
 #[tokio::test]
 async fn a_multi_host_url_reaches_the_primary_wherever_it_is_listed() {
-    let primary = PrivatePostgres::start_primary();
-    let standby = PrivatePostgres::start_standby_of(&primary);
+    let (primary, standby) = PrivatePostgres::start_pair();
     let url = format!(
         "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
         standby.port, primary.port

@@ -5,5 +5,6 @@
 
 mod broker_restart;
 mod chaos;
+mod cluster;
 mod database_read_only;
 mod spool;
