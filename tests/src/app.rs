@@ -272,6 +272,7 @@ impl TestApp {
                 url: SecretString::from(url.clone()),
                 password: None,
                 timeout: Duration::from_secs(5),
+                tls: worker::email::SmtpTls::default(),
             });
         mail
     }

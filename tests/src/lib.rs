@@ -17,6 +17,7 @@ pub mod reaper;
 pub mod services;
 pub mod smtp;
 pub mod stall;
+pub mod test_ca;
 
 pub use app::{TestApp, TestOptions, WorkerHandle, spawn_app, spawn_app_with};
 pub use poll::{eventually, until};

@@ -6,34 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The server's TLS material, made fresh: a CA and a certificate for the
-/// name `localhost` (not for 127.0.0.1: a name that does not match) signed
-/// by it.
-pub struct TestCa {
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-}
-
-impl TestCa {
-    pub fn generate() -> TestCa {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "intake test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        let server = server_params.signed_by(&server_key, &ca).unwrap();
-        TestCa {
-            ca_pem: ca.pem(),
-            server_cert_pem: server.pem(),
-            server_key_pem: server_key.serialize_pem(),
-        }
-    }
-}
+use crate::test_ca::TestCa;
 
 pub struct PrivatePostgres {
     dir: PathBuf,

@@ -70,7 +70,8 @@ async fn an_unreadable_root_certificate_is_a_clear_error_at_start() {
 
 #[tokio::test]
 async fn verify_full_and_verify_ca_accept_a_server_whose_certificate_our_ca_signed() {
-    use intake_tests::private_postgres::{PrivatePostgres, TestCa};
+    use intake_tests::private_postgres::PrivatePostgres;
+    use intake_tests::test_ca::TestCa;
     let ca = TestCa::generate();
     let server = PrivatePostgres::start_with_tls(&ca);
     let dir = std::env::temp_dir().join(format!("intake-ca-{}", uuid::Uuid::new_v4().simple()));

@@ -26,6 +26,7 @@ mod openapi;
 mod ordering;
 mod run_command;
 mod shutdown;
+mod smtp_tls;
 mod source_allowlist;
 mod subjects;
 mod supervision;

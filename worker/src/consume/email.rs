@@ -140,14 +140,26 @@ async fn send_one(context: &WorkerContext, id: Uuid) -> EventResult {
 /// Composes the row's e-mail and hands it to the SMTP server (or the file).
 async fn hand_over(context: &WorkerContext, row: &OutboxRow) -> Result<(), JobError> {
     let message = compose(context, row)?;
-    context.email.mailer.send(message, row.id).await
+    let result = context.email.mailer.send(message, row.id).await;
+    if let Err(JobError::Transient(reason)) = &result {
+        // The mailer's words (a code, a fixed phrase), never an address.
+        tracing::warn!(
+            message = "E-mail not handed over; it will be retried.",
+            outbox_id = %row.id,
+            %reason,
+        );
+    }
+    result
 }
 
 fn failure(id: Uuid, error: &JobError) -> outbox::Failure {
     outbox::Failure {
         id,
         permanent: matches!(error, JobError::Permanent { .. }),
-        reason: error.reason(),
+        reason: match error {
+            JobError::Transient(words) => words.clone(),
+            other => other.reason().to_owned(),
+        },
     }
 }
 

@@ -11,7 +11,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::{EmailSetupError, MailSettings};
+use super::{EmailSetupError, MailSettings, smtp_tls};
 use crate::error::JobError;
 
 pub enum Mailer {
@@ -30,6 +30,9 @@ impl Mailer {
             .timeout(Some(smtp.timeout))
             // One connection per concurrent send.
             .pool_config(PoolConfig::new().max_size(settings.concurrency.max(1) as u32));
+        if let Some(tls) = smtp_tls::transport_tls(smtp.url.expose_secret(), &smtp.tls)? {
+            builder = builder.tls(tls);
+        }
         if let Some(password) = &smtp.password {
             let user = url_user(smtp.url.expose_secret());
             builder =
@@ -38,8 +41,9 @@ impl Mailer {
         Ok(Mailer::Smtp(builder.build()))
     }
 
-    /// Hands `message` over. SMTP 4xx, refused connections and timeouts are
-    /// transient (retried); 5xx is permanent (`smtp_rejected`).
+    /// Hands `message` over. SMTP 4xx, refused connections, timeouts and
+    /// failed TLS (a certificate that does not verify, a relay without
+    /// STARTTLS) are transient (retried); 5xx is permanent (`smtp_rejected`).
     pub async fn send(&self, message: Message, outbox_id: Uuid) -> Result<(), JobError> {
         match self {
             Mailer::Smtp(transport) => transport.send(message).await.map(|_| ()).map_err(classify),
@@ -80,12 +84,21 @@ fn classify(error: lettre::transport::smtp::Error) -> JobError {
         .status()
         .map(|code| code.to_string())
         .unwrap_or_default();
-    if error.is_permanent() {
+    if let Some(reason) = smtp_tls::failure_reason(&error) {
+        JobError::Transient(reason)
+    } else if error.is_permanent() {
         JobError::permanent("smtp_rejected", format!("SMTP {code}"))
     } else if error.is_transient() {
         JobError::Transient(format!("SMTP {code}"))
     } else if error.is_timeout() {
         JobError::Transient("SMTP timeout".into())
+    } else if error.is_client() {
+        // lettre's own fixed words ("STARTTLS is not supported on this
+        // server", …), never the server's text or an address.
+        let words = std::error::Error::source(&error)
+            .map(|source| source.to_string())
+            .unwrap_or_default();
+        JobError::Transient(format!("SMTP client: {words}"))
     } else {
         JobError::Transient("SMTP server unreachable".into())
     }

@@ -13,11 +13,13 @@ pub mod jobs;
 mod mailer;
 pub mod outbox;
 mod settings;
+mod smtp_tls;
 mod templates;
 
 pub use jobs::{job_body, outbox_id_of_job, publish_jobs};
 pub use mailer::Mailer;
 pub use settings::{MailArgs, MailSettings, SmtpSettings};
+pub use smtp_tls::{ClientIdentity, SmtpTls};
 pub use templates::{Rendered, TemplateError, Templates, language_of};
 
 /// Everything the worker needs to send e-mails.

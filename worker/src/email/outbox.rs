@@ -81,7 +81,9 @@ pub async fn mark_sent(transaction: &Transaction<'_>, ids: &[Uuid]) -> Result<()
 pub struct Failure {
     pub id: Uuid,
     pub permanent: bool,
-    pub reason: &'static str,
+    /// The reason code of a permanent failure, the mailer's bounded words
+    /// for a transient one ("SMTP 451", "SMTP TLS handshake failed: …").
+    pub reason: String,
 }
 
 /// Notes failed tries, counting the attempt and keeping the reason.
@@ -93,7 +95,10 @@ pub async fn note_failures(
         return Ok(());
     }
     let ids: Vec<Uuid> = failures.iter().map(|failure| failure.id).collect();
-    let reasons: Vec<&str> = failures.iter().map(|failure| failure.reason).collect();
+    let reasons: Vec<&str> = failures
+        .iter()
+        .map(|failure| failure.reason.as_str())
+        .collect();
     let permanent: Vec<bool> = failures.iter().map(|failure| failure.permanent).collect();
     // Planned at each execution, like `pipeline::Statement::planned_each_time`.
     transaction

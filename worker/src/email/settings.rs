@@ -7,6 +7,8 @@ use common::settings::{SettingsError, resolve_secret};
 use lettre::message::Mailbox;
 use secrecy::SecretString;
 
+use super::SmtpTls;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct MailArgs {
     /// SMTP server: smtp://host:25 (plain), smtp://host:587?tls=required (STARTTLS),
@@ -25,6 +27,18 @@ pub struct MailArgs {
     /// File holding the SMTP password
     #[arg(long, env = "INTAKE_SMTP_PASSWORD_FILE", global = true)]
     pub smtp_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificate(s) the relay's certificate must chain to (an internal
+    /// CA). Set: only these are trusted, not the built-in public roots; INTAKE_SMTP_URL must
+    /// then be smtps:// or smtp://…?tls=required
+    #[arg(long, env = "INTAKE_SMTP_CA_FILE", global = true)]
+    pub smtp_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate for a relay that asks for one (its first
+    /// certificate is presented; with INTAKE_SMTP_CLIENT_KEY)
+    #[arg(long, env = "INTAKE_SMTP_CLIENT_CERT", global = true)]
+    pub smtp_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "INTAKE_SMTP_CLIENT_KEY", global = true)]
+    pub smtp_client_key: Option<PathBuf>,
     /// How long one SMTP conversation may take
     #[arg(long, env = "INTAKE_SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub smtp_timeout: Duration,
@@ -90,6 +104,8 @@ pub struct SmtpSettings {
     pub url: SecretString,
     pub password: Option<SecretString>,
     pub timeout: Duration,
+    /// The CA file and client certificate; default: none.
+    pub tls: SmtpTls,
 }
 
 #[derive(Clone, Debug)]
@@ -126,9 +142,12 @@ impl MailSettings {
 }
 
 impl MailArgs {
-    pub fn into_settings(self) -> Result<MailSettings, SettingsError> {
-        let smtp = match self.smtp_url.filter(|url| !url.is_empty()) {
-            None => None,
+    pub fn into_settings(mut self) -> Result<MailSettings, SettingsError> {
+        let smtp = match self.smtp_url.take().filter(|url| !url.is_empty()) {
+            None => {
+                refuse_tls_files_without_relay(&self)?;
+                None
+            }
             Some(url) => Some(SmtpSettings {
                 url: SecretString::from(url),
                 password: resolve_secret(
@@ -137,6 +156,11 @@ impl MailArgs {
                     self.smtp_password_file,
                 )?,
                 timeout: self.smtp_timeout,
+                tls: SmtpTls::from_files(
+                    self.smtp_ca_file.as_deref(),
+                    self.smtp_client_cert.as_deref(),
+                    self.smtp_client_key.as_deref(),
+                )?,
             }),
         };
         let mailbox = |name: &'static str, text: &str| {
@@ -159,5 +183,24 @@ impl MailArgs {
             first_name_pointer: self.lt_first_name_pointer,
             templates_dir: self.templates_dir,
         })
+    }
+}
+
+/// TLS files without a relay would be ignored, and every e-mail become an
+/// .eml file: a mistake to name at start.
+fn refuse_tls_files_without_relay(args: &MailArgs) -> Result<(), SettingsError> {
+    let set = [
+        ("INTAKE_SMTP_CA_FILE", &args.smtp_ca_file),
+        ("INTAKE_SMTP_CLIENT_CERT", &args.smtp_client_cert),
+        ("INTAKE_SMTP_CLIENT_KEY", &args.smtp_client_key),
+    ]
+    .into_iter()
+    .find(|(_, path)| path.is_some());
+    match set {
+        Some((name, _)) => Err(SettingsError::Invalid {
+            name,
+            reason: "set without INTAKE_SMTP_URL".into(),
+        }),
+        None => Ok(()),
     }
 }
