@@ -14,14 +14,17 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| error.to_string())?;
     if certificates.is_empty() {
-        return Err("no certificate in it".into());
+        return Err("holds no PEM certificate".into());
     }
     Ok(certificates)
 }
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|error| error.to_string())
+    PrivateKeyDer::from_pem_file(path).map_err(|error| match error {
+        rustls::pki_types::pem::Error::Io(error) => error.to_string(),
+        _ => "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
+    })
 }
 
 /// A PEM file's text, after checking it holds what `check` looks for.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::private_postgres::TestCa;
+use crate::test_ca::TestCa;
 
 const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 

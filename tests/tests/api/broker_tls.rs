@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::amqp::AmqpTls;
 use common::settings::{AmqpArgs, AmqpSettings, Missing};
-use intake_tests::private_postgres::TestCa;
 use intake_tests::private_rabbitmq::PrivateRabbit;
+use intake_tests::test_ca::TestCa;
 use intake_tests::{TestOptions, spawn_app_with};
 use secrecy::SecretString;
 

@@ -20,8 +20,7 @@ use common::settings::SettingsError;
 use lettre::transport::smtp::client::{
     Certificate, CertificateStore, Identity, Tls, TlsParameters,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::EmailSetupError;
@@ -116,23 +115,13 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
     }
 }
 
-fn read(name: &'static str, path: &Path) -> Result<Vec<u8>, SettingsError> {
-    std::fs::read(path)
-        .map_err(|error| invalid(name, format!("cannot read {}: {error}", path.display())))
-}
-
+/// The certificates of a PEM file (common's one reading of PEM files).
 fn certificates(
     name: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, SettingsError> {
-    let not_pem = || invalid(name, format!("{} holds no PEM certificate", path.display()));
-    let certificates = CertificateDer::pem_slice_iter(&read(name, path)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| not_pem())?;
-    if certificates.is_empty() {
-        return Err(not_pem());
-    }
-    Ok(certificates)
+    common::pem::certificates(path)
+        .map_err(|reason| invalid(name, format!("{}: {reason}", path.display())))
 }
 
 fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, SettingsError> {
@@ -158,17 +147,8 @@ fn read_client_certificate(path: &Path) -> Result<CertificateDer<'static>, Setti
 }
 
 fn read_client_key(path: &Path) -> Result<SecretString, SettingsError> {
-    let text = String::from_utf8(read(CLIENT_KEY, path)?)
-        .map_err(|_| invalid(CLIENT_KEY, format!("{} is not a PEM file", path.display())))?;
-    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|_| {
-        invalid(
-            CLIENT_KEY,
-            format!(
-                "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                path.display()
-            ),
-        )
-    })?;
+    let text = common::pem::text_checked(path, common::pem::private_key)
+        .map_err(|reason| invalid(CLIENT_KEY, format!("{}: {reason}", path.display())))?;
     Ok(SecretString::from(text))
 }
 
