@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod ceilings;
+mod cluster;
 mod e2e;
 mod email;
 mod load;
@@ -34,6 +35,8 @@ enum Bench {
     E2e(e2e::E2eArgs),
     /// The gateway under twice its in-flight bound for a minute: answers and memory
     Overload(overload::OverloadArgs),
+    /// The gateway against a three-node RabbitMQ cluster of our own versus one node
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Bench::Overload(args) => overload::run(&args).await,
+        Bench::Cluster(args) => cluster::run(&args).await,
         Bench::E2e(args) => {
             let result = e2e::run(&args).await?;
             println!("{}", e2e_line(&args, &result, None));
@@ -83,6 +87,22 @@ async fn measure_ceilings(args: &ceilings::CeilingArgs) -> anyhow::Result<(f64, 
     Ok((publishes, upserts))
 }
 
+/// The gateway of `system` under HTTP load: wrk where installed, else the
+/// Rust load driver.
+async fn gateway_load(
+    system: &system::System,
+    connections: usize,
+    duration: std::time::Duration,
+) -> anyhow::Result<wrk::WrkResult> {
+    if wrk::available() {
+        return wrk::run_for(&system.gateway_url, connections, duration).await;
+    }
+    eprintln!("wrk is not installed: the Rust load driver takes its place (slower)");
+    Ok(load::run_for(&system.gateway_url, connections, duration)
+        .await
+        .into())
+}
+
 async fn all(args: AllArgs) -> anyhow::Result<()> {
     let duration = args.ceilings.duration;
     let in_flight = args.ceilings.in_flight;
@@ -90,14 +110,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
 
     eprintln!("gateway: HTTP load, {in_flight} connections, {duration:?}");
     let system = system::System::start(0).await?;
-    let gateway = if wrk::available() {
-        wrk::run_for(&system.gateway_url, in_flight, duration).await?
-    } else {
-        eprintln!("wrk is not installed: the Rust load driver takes its place (slower)");
-        load::run_for(&system.gateway_url, in_flight, duration)
-            .await
-            .into()
-    };
+    let gateway = gateway_load(&system, in_flight, duration).await?;
     let gateway_rss = system::System::peak_rss_mib(&system.gateway);
     system.stop().await;
 

@@ -55,6 +55,20 @@ impl PrivateRabbit {
     /// `count` nodes joined in one cluster, each also listening for
     /// `amqps://` with a certificate for `localhost` signed by `ca`.
     pub async fn start(count: usize, ca: Option<&TestCa>) -> PrivateRabbit {
+        PrivateRabbit::start_with(count, ca, false).await
+    }
+
+    /// One node whose TLS listener takes only clients with a certificate
+    /// `ca` signed (`ssl_options.fail_if_no_peer_cert = true`).
+    pub async fn requiring_client_certificates(ca: &TestCa) -> PrivateRabbit {
+        PrivateRabbit::start_with(1, Some(ca), true).await
+    }
+
+    async fn start_with(
+        count: usize,
+        ca: Option<&TestCa>,
+        require_client_certificate: bool,
+    ) -> PrivateRabbit {
         let unique = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let dir = std::env::temp_dir().join(format!("intake-rmq-{unique}"));
         let home = dir.join("home");
@@ -87,7 +101,11 @@ impl PrivateRabbit {
             std::fs::create_dir_all(&node.dir).unwrap();
             // A node that is not the first joins the first on its first boot.
             let peers = if index == 0 { &[][..] } else { &names[..1] };
-            write_config(&node, peers, ca.is_some().then_some(dir.as_path()));
+            let tls = ca.map(|_| Tls {
+                dir: &dir,
+                require_client_certificate,
+            });
+            write_config(&node, peers, tls);
             cluster.nodes.push(node);
         }
         // The first alone, then the others, which join it as they boot.
@@ -317,7 +335,13 @@ fn dist_port(dir: &Path) -> u16 {
     port
 }
 
-fn write_config(node: &Node, peers: &[String], tls_dir: Option<&Path>) {
+/// Where a node's TLS files are, and whether it asks clients for a certificate.
+struct Tls<'a> {
+    dir: &'a Path,
+    require_client_certificate: bool,
+}
+
+fn write_config(node: &Node, peers: &[String], tls: Option<Tls<'_>>) {
     let mut config = format!(
         "listeners.tcp.1 = 127.0.0.1:{}\n\
          loopback_users = none\n\
@@ -326,14 +350,16 @@ fn write_config(node: &Node, peers: &[String], tls_dir: Option<&Path>) {
          disk_free_limit.absolute = 50MB\n",
         node.amqp_port
     );
-    if let (Some(dir), Some(port)) = (tls_dir, node.tls_port) {
+    if let (Some(tls), Some(port)) = (tls, node.tls_port) {
+        let dir = tls.dir;
         config.push_str(&format!(
             "listeners.ssl.1 = 127.0.0.1:{port}\n\
              ssl_options.cacertfile = {ca}\n\
              ssl_options.certfile = {cert}\n\
              ssl_options.keyfile = {key}\n\
              ssl_options.verify = verify_peer\n\
-             ssl_options.fail_if_no_peer_cert = false\n",
+             ssl_options.fail_if_no_peer_cert = {}\n",
+            tls.require_client_certificate,
             ca = dir.join("ca.pem").display(),
             cert = dir.join("server.pem").display(),
             key = dir.join("server.key").display(),

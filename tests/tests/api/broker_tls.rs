@@ -1,8 +1,9 @@
 //! TLS to RabbitMQ (`amqps://`): a node of the test's own with a TLS
-//! listener and a certificate for `localhost` from a CA the test made. The
-//! gateway and the worker reach it with `INTAKE_AMQP_CA_FILE`, and the
-//! broker sees every connection encrypted; without the CA, or under a name
-//! the certificate is not for, nothing connects.
+//! listener, a certificate for `localhost` from a CA the test made, and a
+//! client certificate required. The gateway and the worker reach it with
+//! `INTAKE_AMQP_CA_FILE` and a client certificate, and the broker sees
+//! every connection encrypted; without the CA, under a name the certificate
+//! is not for, or without a client certificate, nothing connects.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,9 +19,14 @@ struct CaFile(PathBuf);
 
 impl CaFile {
     fn write(ca: &TestCa) -> CaFile {
+        CaFile::with(&ca.ca_pem)
+    }
+
+    /// A PEM file holding `text`, removed on drop.
+    fn with(text: &str) -> CaFile {
         let path =
             std::env::temp_dir().join(format!("intake-ca-{}.pem", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, &ca.ca_pem).unwrap();
+        std::fs::write(&path, text).unwrap();
         CaFile(path)
     }
 }
@@ -44,9 +50,11 @@ fn settings(url: String, tls: AmqpTls) -> AmqpSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_and_worker_reach_the_broker_over_tls_with_the_partners_ca_and_only_so() {
     let ca = TestCa::generate();
-    let broker = PrivateRabbit::start(1, Some(&ca)).await;
+    let broker = PrivateRabbit::requiring_client_certificates(&ca).await;
     let ca_file = CaFile::write(&ca);
-    let tls = AmqpTls::from_files(Some(&ca_file.0), None, None).unwrap();
+    let (cert, key) = ca.client_certificate("intake");
+    let (cert, key) = (CaFile::with(&cert), CaFile::with(&key));
+    let tls = AmqpTls::from_files(Some(&ca_file.0), Some(&cert.0), Some(&key.0)).unwrap();
 
     let app = spawn_app_with(TestOptions {
         amqp_url: Some(broker.tls_url(0, "localhost")),

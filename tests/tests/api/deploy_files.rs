@@ -260,3 +260,58 @@ fn the_kubernetes_manifests_scale_probe_and_keep_secrets_in_secrets() {
         );
     }
 }
+
+#[test]
+fn the_cluster_compose_file_lists_three_tls_nodes_and_checks_the_database_certificate() {
+    let cluster = yaml_documents(&root("docker-compose.cluster.yml")).remove(0);
+    let services = &cluster["services"];
+    let hostnames: BTreeSet<String> = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
+        .iter()
+        .map(|service| services[service]["hostname"].as_str().unwrap().to_owned())
+        .collect();
+    let config = root("ops/compose/rabbitmq-cluster.conf");
+    for role in ["gateway", "worker"] {
+        let environment = &services[role]["environment"];
+        let unknown: Vec<_> = keys(environment)
+            .difference(&if role == "gateway" {
+                gateway_contract()
+            } else {
+                worker_contract()
+            })
+            .cloned()
+            .collect();
+        assert!(unknown.is_empty(), "the {role} does not read {unknown:?}");
+        let nodes: Vec<&str> = environment["INTAKE_AMQP_URL"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(nodes.len(), 3, "the {role} lists every node");
+        for (node, hostname) in nodes.iter().zip(&hostnames) {
+            assert!(
+                node.starts_with("amqps://") && node.contains(&format!("@{hostname}:5671/")),
+                "{node}"
+            );
+            assert!(
+                config.contains(&format!("rabbit@{hostname}")),
+                "{hostname} joins"
+            );
+        }
+        let ca = environment["INTAKE_AMQP_CA_FILE"].as_str().unwrap();
+        assert!(ca.starts_with("/etc/intake/tls/"));
+        assert!(
+            services[role]["volumes"]
+                .to_string()
+                .contains(":/etc/intake/tls:ro"),
+            "the {role} mounts the CA"
+        );
+    }
+    let database = services["worker"]["environment"]["INTAKE_DATABASE_URL"]
+        .as_str()
+        .unwrap();
+    assert!(
+        database.contains("sslmode=verify-full")
+            && database.contains("sslrootcert=/etc/intake/tls/"),
+        "{database}"
+    );
+}
