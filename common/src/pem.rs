@@ -19,6 +19,19 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
     Ok(certificates)
 }
 
+/// A PEM file's certificates as trust anchors: each must be one rustls
+/// can use as a root (a wrong file is refused at start, not at the first
+/// handshake).
+pub fn root_store(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates(path)? {
+        roots
+            .add(certificate)
+            .map_err(|_| "holds a certificate that is not a usable CA".to_owned())?;
+    }
+    Ok(roots)
+}
+
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|error| match error {

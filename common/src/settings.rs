@@ -184,23 +184,19 @@ impl AmqpSettings {
     }
 }
 
-/// A CA file or client certificate says the broker is reached over TLS: a
-/// plain `amqp://` node in the list would carry the events in clear, so it
+/// Either every node is reached over TLS or none is: a plain `amqp://`
+/// node beside `amqps://` ones (or beside a CA file or client certificate,
+/// which say TLS) would carry the events in clear after a failover, so it
 /// is refused at start rather than used.
 fn require_tls_nodes(url: &SecretString, tls: &AmqpTls) -> Result<(), SettingsError> {
     use secrecy::ExposeSecret;
-    let plain = url
-        .expose_secret()
-        .split(',')
-        .map(str::trim)
-        .filter(|node| !node.is_empty())
-        .any(|node| !node.starts_with("amqps://"));
-    if tls.is_configured() && plain {
+    let encrypted = |node: &str| node.starts_with("amqps://");
+    let nodes: Vec<&str> = crate::amqp::nodes(url.expose_secret()).collect();
+    let some_tls = tls.is_configured() || nodes.iter().any(|node| encrypted(node));
+    if some_tls && !nodes.iter().all(|node| encrypted(node)) {
         return Err(SettingsError::Invalid {
             name: "INTAKE_AMQP_URL",
-            reason:
-                "INTAKE_AMQP_CA_FILE or a client certificate is set, so every node must be amqps://"
-                    .into(),
+            reason: "some nodes are amqps:// (or INTAKE_AMQP_CA_FILE or a client certificate is set), so every node must be amqps://".into(),
         });
     }
     Ok(())

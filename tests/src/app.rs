@@ -109,6 +109,8 @@ pub struct TestApp {
     pub topology: Topology,
     pub db_name: String,
     pub db_url: String,
+    /// The server the database was created on (and is dropped from).
+    admin_url: String,
     pub spool_dir: std::path::PathBuf,
     /// Where e-mails go as .eml files when no SMTP server is configured.
     pub mail_dir: std::path::PathBuf,
@@ -213,6 +215,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         db: database::connect(&db_url).await,
         db_name,
         db_url,
+        admin_url,
         spool_dir,
         mail_dir: std::env::temp_dir().join(format!("intake-mail-{unique}")),
         http: reqwest::Client::new(),
@@ -541,6 +544,7 @@ impl Drop for TestApp {
         let _ = std::fs::remove_dir_all(&self.spool_dir);
         let _ = std::fs::remove_dir_all(&self.mail_dir);
         let db_name = self.db_name.clone();
+        let admin_url = self.admin_url.clone();
         // Binaries started by a test declare the default delay tiers too.
         let mut delays = common::settings::default_retry_delays();
         delays.extend(self.amqp.retry_delays.iter().copied());
@@ -549,7 +553,7 @@ impl Drop for TestApp {
         let exchanges = everything.exchange_names();
         let amqp = self.amqp.clone();
         crate::block_on_own_thread(async move {
-            database::drop(&db_name).await;
+            database::drop_in(&admin_url, &db_name).await;
             broker::delete_at(&amqp, &queues, &exchanges).await;
         });
     }

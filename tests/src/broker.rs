@@ -14,7 +14,7 @@ pub async fn connect() -> Connection {
 /// The first node of `urls` (comma-separated) that answers.
 pub async fn connect_to(urls: &str, tls: &AmqpTls) -> Connection {
     let mut last_error = None;
-    for url in urls.split(',') {
+    for url in common::amqp::nodes(urls) {
         let runtime = lapin::runtime::default_runtime().unwrap();
         match Connection::connect_with_config(
             url,

@@ -53,7 +53,14 @@ pub async fn connect(url: &str) -> Client {
 
 /// Drops `name`, disconnecting whoever still uses it.
 pub async fn drop(name: &str) {
-    let admin = connect(&crate::admin_database_url()).await;
+    drop_in(&crate::admin_database_url(), name).await;
+}
+
+/// `drop` on the server of `admin` (a server that is gone: nothing to do).
+pub async fn drop_in(admin: &str, name: &str) {
+    let Ok(admin) = try_connect(admin).await else {
+        return;
+    };
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await;

@@ -58,7 +58,7 @@ impl PrivatePostgres {
     /// (initdb's `pg_hba.conf` trusts replication connections from loopback.)
     pub fn start_pair() -> (PrivatePostgres, PrivatePostgres) {
         let primary = PrivatePostgres::initdb()
-            .start("-c wal_level=replica -c max_wal_senders=4 -c synchronous_standby_names=*");
+            .start("-c wal_level=replica -c max_wal_senders=4 -c synchronous_standby_names='*'");
         let standby = PrivatePostgres::start_standby_of(&primary);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while primary

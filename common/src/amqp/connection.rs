@@ -44,11 +44,7 @@ impl AmqpConnector {
         tls: AmqpTls,
         connect_timeout: Duration,
     ) -> Self {
-        let urls = url
-            .expose_secret()
-            .split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
+        let urls = super::nodes(url.expose_secret())
             .map(|url| SecretString::from(url.to_owned()))
             .collect();
         AmqpConnector {

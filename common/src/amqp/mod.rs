@@ -14,6 +14,14 @@ pub use publisher::{ConfirmedPublisher, PublishError};
 pub use tls::AmqpTls;
 pub use topology::{Topology, WorkQueue, delay_label};
 
+/// The nodes of `INTAKE_AMQP_URL`: URLs separated by commas (a comma in a
+/// password is written `%2C`), blanks around them ignored.
+pub fn nodes(url: &str) -> impl Iterator<Item = &str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+}
+
 /// Why a broker operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {

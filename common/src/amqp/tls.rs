@@ -34,7 +34,7 @@ impl AmqpTls {
         client_key: Option<&Path>,
     ) -> Result<AmqpTls, SettingsError> {
         let cert_chain = ca_file
-            .map(|path| read("INTAKE_AMQP_CA_FILE", path, pem::certificates))
+            .map(|path| read("INTAKE_AMQP_CA_FILE", path, pem::root_store))
             .transpose()?;
         let identity = match (client_cert, client_key) {
             (None, None) => None,
@@ -42,10 +42,16 @@ impl AmqpTls {
                 pem: read("INTAKE_AMQP_CLIENT_CERT", cert, pem::certificates)?.into_bytes(),
                 key: read("INTAKE_AMQP_CLIENT_KEY", key, pem::private_key)?.into_bytes(),
             }),
-            (Some(_), None) | (None, Some(_)) => {
+            (Some(_), None) => {
                 return Err(SettingsError::Invalid {
                     name: "INTAKE_AMQP_CLIENT_CERT",
-                    reason: "set it together with INTAKE_AMQP_CLIENT_KEY, or neither".into(),
+                    reason: "set without INTAKE_AMQP_CLIENT_KEY".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::Invalid {
+                    name: "INTAKE_AMQP_CLIENT_KEY",
+                    reason: "set without INTAKE_AMQP_CLIENT_CERT".into(),
                 });
             }
         };

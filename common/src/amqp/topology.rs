@@ -2,7 +2,7 @@
 //! binaries whenever they (re)connect. Names follow DESIGN.md; the prefix
 //! (`INTAKE_QUEUE_PREFIX`) lets tests and deployments share one broker.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use lapin::options::{
@@ -45,20 +45,21 @@ pub const WORK_QUEUE_DELIVERY_LIMIT: i64 = 20;
 pub struct Topology {
     prefix: String,
     retry_delays: Vec<Duration>,
-    /// The delivery-limit probe's answer, once known: it is the broker's
-    /// version that decides it, the same on every node and every reconnect.
-    /// Probing again would create a quorum queue at every reconnect, which
-    /// in a cluster that just lost a node can take longer than a connect
-    /// may (the cluster tests saw reconnects time out on it).
-    minus_one_means_unlimited: Arc<OnceLock<bool>>,
 }
+
+/// The delivery-limit probe's answer, once it is definite: the broker's
+/// version decides it, so one answer serves the process (every topology,
+/// node and reconnect; a process restarted after a broker upgrade asks
+/// again). Probing at every reconnect created a quorum queue each time,
+/// which in a cluster that had just lost a node took longer than a connect
+/// may: the cluster tests saw the gateway's reconnects time out on it.
+static MINUS_ONE_MEANS_UNLIMITED: OnceLock<bool> = OnceLock::new();
 
 impl Topology {
     pub fn new(prefix: impl Into<String>, retry_delays: Vec<Duration>) -> Self {
         Topology {
             prefix: prefix.into(),
             retry_delays,
-            minus_one_means_unlimited: Arc::default(),
         }
     }
 
@@ -114,12 +115,14 @@ impl Topology {
 
     /// Declares everything; safe to repeat, and repeated after every reconnect.
     pub async fn declare(&self, connection: &Connection) -> Result<(), AmqpError> {
-        let unlimited = match self.minus_one_means_unlimited.get() {
+        let unlimited = match MINUS_ONE_MEANS_UNLIMITED.get() {
             Some(known) => *known,
-            None => {
-                let probed = self.minus_one_means_unlimited(connection).await?;
-                *self.minus_one_means_unlimited.get_or_init(|| probed)
-            }
+            // Not definite (the probe's message never showed): no `-1` this
+            // time, as on a 3.x broker, and asked again at the next connect.
+            None => match self.minus_one_means_unlimited(connection).await? {
+                Some(probed) => *MINUS_ONE_MEANS_UNLIMITED.get_or_init(|| probed),
+                None => false,
+            },
         };
         for queue in self.dead_letter_queues() {
             declare_parking_queue(connection, &queue, FieldTable::default(), unlimited).await?;
@@ -142,8 +145,12 @@ impl Topology {
     /// Asks the broker itself what `x-delivery-limit: -1` means: a throwaway
     /// quorum queue gets one message, which is requeued once; if it is still
     /// there, `-1` means unlimited (4.x). The server's version is not needed
-    /// (lapin does not expose it) and behaviour is what matters.
-    async fn minus_one_means_unlimited(&self, connection: &Connection) -> Result<bool, AmqpError> {
+    /// (lapin does not expose it) and behaviour is what matters. `None`:
+    /// no definite answer (the message did not show up in time).
+    async fn minus_one_means_unlimited(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<bool>, AmqpError> {
         let name = format!("{}.probe.{}", self.prefix, uuid::Uuid::now_v7());
         let channel = connection.create_channel().await?;
         let mut arguments = quorum();
@@ -155,7 +162,9 @@ impl Topology {
             .await
             .is_err()
         {
-            return Ok(false);
+            // Refused (a broker that does not take `-1`, or one in trouble):
+            // no `-1` this time, and no answer kept.
+            return Ok(None);
         }
         let survived = requeue_survives(&channel, &name).await;
         let _ = channel
@@ -165,7 +174,7 @@ impl Topology {
         let survived = survived?;
         tracing::debug!(
             message = "Delivery-limit probe done.",
-            minus_one_means_unlimited = survived
+            minus_one_means_unlimited = ?survived
         );
         Ok(survived)
     }
@@ -217,7 +226,7 @@ impl Topology {
 
 /// Publishes one message to `queue`, takes it, requeues it, and says whether
 /// it can be taken again.
-async fn requeue_survives(channel: &Channel, queue: &str) -> Result<bool, AmqpError> {
+async fn requeue_survives(channel: &Channel, queue: &str) -> Result<Option<bool>, AmqpError> {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
@@ -232,7 +241,7 @@ async fn requeue_survives(channel: &Channel, queue: &str) -> Result<bool, AmqpEr
         .await?
         .await?;
     let Some(first) = get_soon(channel, queue).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     first
         .delivery
@@ -242,7 +251,7 @@ async fn requeue_survives(channel: &Channel, queue: &str) -> Result<bool, AmqpEr
             ..BasicNackOptions::default()
         })
         .await?;
-    Ok(get_soon(channel, queue).await?.is_some())
+    Ok(Some(get_soon(channel, queue).await?.is_some()))
 }
 
 /// `basic.get`, polled briefly: a quorum queue makes a message available
@@ -251,7 +260,9 @@ async fn get_soon(
     channel: &Channel,
     queue: &str,
 ) -> Result<Option<lapin::message::BasicGetMessage>, AmqpError> {
-    for _ in 0..10 {
+    // Up to half a second: a loaded or degraded cluster commits slowly, and a
+    // message not seen in time reads as "dropped" (a 3.x answer).
+    for _ in 0..25 {
         let message = channel
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await?;

@@ -68,14 +68,25 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
 /// URL. Reusing it would fail every batch with SQLSTATE 25006 for as long
 /// as the connection lives.
 async fn refuse_read_only(client: &mut ClientWrapper) -> Result<(), HookError> {
-    let messages = client
-        .simple_query("SHOW transaction_read_only")
-        .await
-        .map_err(HookError::Backend)?;
+    // Bounded as the pool's own steps are: a primary that went silent after
+    // a failover must not keep a checkout waiting for TCP to give up.
+    let asked = tokio::time::timeout(
+        POOL_TIMEOUT,
+        client.simple_query("SHOW transaction_read_only"),
+    );
+    let messages = match asked.await {
+        Ok(answer) => answer.map_err(HookError::Backend)?,
+        Err(_) => return Err(HookError::message("the server did not answer")),
+    };
     let read_only = messages.iter().any(|message| {
         matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
     });
     if read_only {
+        // deadpool does not report a refused recycle: say it here.
+        tracing::warn!(
+            message =
+                "A pooled database connection was dropped: its server no longer takes writes."
+        );
         return Err(HookError::message("the server no longer takes writes"));
     }
     Ok(())

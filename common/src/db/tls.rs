@@ -176,26 +176,19 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsSetupErr
 }
 
 fn roots(root_cert: Option<&PathBuf>) -> Result<RootCertStore, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
     match root_cert {
-        Some(path) => {
-            let unreadable = |reason: String| TlsSetupError::RootCert {
-                path: path.display().to_string(),
-                reason,
-            };
-            for certificate in crate::pem::certificates(path).map_err(unreadable)? {
-                roots
-                    .add(certificate)
-                    .map_err(|error| unreadable(error.to_string()))?;
-            }
-        }
+        Some(path) => crate::pem::root_store(path).map_err(|reason| TlsSetupError::RootCert {
+            path: path.display().to_string(),
+            reason,
+        }),
         None => {
+            let mut roots = RootCertStore::empty();
             for certificate in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(certificate);
             }
+            Ok(roots)
         }
     }
-    Ok(roots)
 }
 
 /// The server's certificate as `sslmode` asks: taken as it comes (no

@@ -265,9 +265,19 @@ fn the_kubernetes_manifests_scale_probe_and_keep_secrets_in_secrets() {
 fn the_cluster_compose_file_lists_three_tls_nodes_and_checks_the_database_certificate() {
     let cluster = yaml_documents(&root("docker-compose.cluster.yml")).remove(0);
     let services = &cluster["services"];
+    // The names others reach a node by, as Docker's DNS resolves them (the
+    // service's name or an alias), must be its hostname (its node name).
     let hostnames: BTreeSet<String> = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
         .iter()
-        .map(|service| services[service]["hostname"].as_str().unwrap().to_owned())
+        .map(|service| {
+            let hostname = services[service]["hostname"].as_str().unwrap().to_owned();
+            let aliases = services[service]["networks"]["default"]["aliases"].to_string();
+            assert!(
+                *service == hostname || aliases.contains(&format!("\"{hostname}\"")),
+                "{service} is not reachable as {hostname}"
+            );
+            hostname
+        })
         .collect();
     let config = root("ops/compose/rabbitmq-cluster.conf");
     for role in ["gateway", "worker"] {

@@ -53,7 +53,7 @@ pub async fn run(
     let mut redeclare = false;
     loop {
         let started = Instant::now();
-        let error = match consume(&context, queue, &shutdown, &slot, redeclare).await {
+        let error = match consume(&context, queue, &shutdown, &slot, &mut redeclare).await {
             Ok(()) => return,
             Err(error) => error,
         };
@@ -61,8 +61,9 @@ pub async fn run(
             delays = reconnect_delays();
         }
         // A cancelled consumer's queue may be gone: declared again first
-        // (declaring is idempotent), as a new connection does.
-        redeclare = matches!(error, ConsumeError::Cancelled);
+        // (declaring is idempotent), as a new connection does; the flag
+        // stays set until a consume succeeds.
+        redeclare |= matches!(error, ConsumeError::Cancelled);
         let delay = delays.next().unwrap_or(Duration::from_secs(1));
         tracing::warn!(
             message = "Consumer lost the broker; reconnecting.",
@@ -89,14 +90,17 @@ async fn consume(
     queue: WorkQueue,
     shutdown: &CancellationToken,
     slot: &ConsumerSlot,
-    redeclare: bool,
+    redeclare: &mut bool,
 ) -> Result<(), ConsumeError> {
     let session = slot.session();
     let connection = context.connector.connection().await?;
-    if redeclare {
-        context.topology.declare(&connection).await?;
-    }
     let deadline = context.settings.amqp.publish_timeout;
+    if *redeclare {
+        match tokio::time::timeout(deadline, context.topology.declare(&connection)).await {
+            Ok(declared) => declared?,
+            Err(_) => return Err(ConsumeError::Timeout(deadline)),
+        }
+    }
     let channel = bounded(deadline, connection.create_channel()).await?;
     // Before consuming: the prefetch bounds what this consumer holds in flight.
     let qos = channel.basic_qos(context.settings.prefetch, BasicQosOptions::default());
@@ -109,7 +113,12 @@ async fn consume(
         BasicConsumeOptions::default(),
         FieldTable::default(),
     );
-    let mut deliveries = bounded(deadline, consume).await?;
+    // A queue that is not there (deleted while no consumer was on it) is
+    // declared again at the next attempt.
+    let mut deliveries = bounded(deadline, consume)
+        .await
+        .inspect_err(|_| *redeclare = true)?;
+    *redeclare = false;
     tracing::info!(message = "Consuming.", queue = %queue_name);
     session.set(ConsumerState::Consuming);
     loop {
@@ -127,9 +136,13 @@ async fn consume(
             }
         };
         let Some(first) = next else {
-            // The stream ends without an error only on a cancel. Closing
-            // the channel returns what it still held to the queue.
-            let _ = channel.close(200, "consumer cancelled".into()).await;
+            // The stream ends without an error when the broker cancelled
+            // the consumer, or when the channel closed with its connection.
+            if !channel.status().connected() {
+                return Err(ConsumeError::Closed);
+            }
+            // Closing the channel returns what it still held to the queue.
+            let _ = bounded(deadline, channel.close(200, "consumer cancelled".into())).await;
             return Err(ConsumeError::Cancelled);
         };
         let first = first?;
@@ -149,7 +162,7 @@ async fn consume(
         }
     }
     // Deliveries prefetched but not started go back to the queue with the channel.
-    let _ = channel.close(200, "shutting down".into()).await;
+    let _ = bounded(deadline, channel.close(200, "shutting down".into())).await;
     Ok(())
 }
 

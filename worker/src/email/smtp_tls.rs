@@ -125,21 +125,10 @@ fn certificates(
 }
 
 fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, SettingsError> {
-    let roots = certificates(CA_FILE, path)?;
     // What rustls will make of them, checked now rather than at the first e-mail.
-    let mut store = rustls::RootCertStore::empty();
-    for root in &roots {
-        store.add(root.clone()).map_err(|_| {
-            invalid(
-                CA_FILE,
-                format!(
-                    "{} holds a certificate that is not a usable CA",
-                    path.display()
-                ),
-            )
-        })?;
-    }
-    Ok(roots)
+    common::pem::root_store(path)
+        .map_err(|reason| invalid(CA_FILE, format!("{}: {reason}", path.display())))?;
+    certificates(CA_FILE, path)
 }
 
 fn read_client_certificate(path: &Path) -> Result<CertificateDer<'static>, SettingsError> {
