@@ -79,7 +79,9 @@ where
     let output = tracing_subscriber::fmt::layer().with_writer(writer);
     let output = match format {
         LogFormat::Json => output.json().flatten_event(true).boxed(),
-        LogFormat::Text => output.boxed(),
+        // Colour only where a person reads it: escape codes in a log file
+        // or a collector are noise.
+        LogFormat::Text => output.with_ansi(stderr_is_terminal()).boxed(),
     };
     let subscriber = tracing_subscriber::registry()
         .with(output.with_filter(filter.and(filter_fn(|metadata| {
@@ -100,6 +102,30 @@ where
 fn quotes_messages(metadata: &Metadata<'_>) -> bool {
     const QUOTING_TARGETS: [&str; 1] = ["lapin::returned_messages"];
     QUOTING_TARGETS.contains(&metadata.target())
+}
+
+/// The admin commands, run by a person from a shell: warnings and errors
+/// only (no start-up chatter, no migration lines), as short text on
+/// stderr (no targets, no source paths), coloured only on a terminal, so
+/// that what a command prints on stdout is all there is to read.
+pub fn init_for_people() {
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(stderr_is_terminal())
+        .with_filter(LevelFilter::WARN.and(filter_fn(|metadata| !quotes_messages(metadata))));
+    if tracing::subscriber::set_global_default(tracing_subscriber::registry().with(output)).is_ok()
+    {
+        let _ = tracing_log::LogTracer::builder()
+            .with_max_level(log::LevelFilter::Warn)
+            .init();
+    }
+}
+
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }
 
 fn is_refusal(metadata: &Metadata<'_>) -> bool {

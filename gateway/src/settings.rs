@@ -23,7 +23,7 @@ pub struct GatewayArgs {
     /// Address the webhook endpoints listen on
     #[arg(long, env = "INTAKE_GATEWAY_ADDR", default_value = "0.0.0.0:8080")]
     pub gateway_addr: SocketAddr,
-    /// Address of /healthz and /readyz (keep it private)
+    /// Address of /healthz, /readyz and /metrics (keep it private)
     #[arg(long, env = "INTAKE_OPS_ADDR", default_value = "127.0.0.1:9180")]
     pub ops_addr: SocketAddr,
     #[command(flatten)]

@@ -7,7 +7,9 @@
 //! spinning on two cores. Every node is killed and its directory removed on
 //! drop, and by `crate::reaper` when the test process ends without dropping
 //! (and by `scripts/clean-test-leftovers`: the directories are
-//! `$TMPDIR/intake-rmq-*`).
+//! `$TMPDIR/intake-rmq-*`). The nodes register with the machine's epmd
+//! (127.0.0.1:4369, the machine's broker keeps one running); on a machine
+//! without one, the first node would start an epmd that outlives the test.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

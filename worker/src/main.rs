@@ -12,8 +12,15 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    common::telemetry::init(&cli.args.log.log, cli.args.log.log_format);
-    match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    match command {
+        Command::Run | Command::Migrate => {
+            common::telemetry::init(&cli.args.log.log, cli.args.log.log_format);
+        }
+        // A person at a shell reads what the command prints.
+        _ => common::telemetry::init_for_people(),
+    }
+    match command {
         Command::Run => {
             let worker = Worker::build(settings(cli.args)).await?;
             let shutdown = CancellationToken::new();

@@ -22,7 +22,7 @@ pub struct WorkerArgs {
     /// File holding the PostgreSQL URL (instead of INTAKE_DATABASE_URL)
     #[arg(long, env = "INTAKE_DATABASE_URL_FILE", global = true)]
     pub database_url_file: Option<PathBuf>,
-    /// Address of /healthz and /readyz (a second worker on one host sets its own)
+    /// Address of /healthz, /readyz and /metrics (a second worker on one host sets its own)
     #[arg(
         long,
         env = "INTAKE_OPS_ADDR",

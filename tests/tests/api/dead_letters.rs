@@ -97,6 +97,9 @@ async fn show_redacts_the_payload_and_purge_needs_yes() {
     );
     assert!(shown.contains("header original_queue:"), "{shown}");
     assert!(shown.contains("header first_failed_at:"), "{shown}");
+    // How often it was tried, said once (not also the envelope's tier counter).
+    assert!(shown.contains("(tries before it was parked)"), "{shown}");
+    assert!(!shown.contains("header attempt:"), "{shown}");
     assert!(shown.contains("<redacted"), "{shown}");
     assert!(!shown.contains(BLOCKED), "{shown}");
     let revealed = app.dlq(&["show", &id, "--reveal"]).await.unwrap();

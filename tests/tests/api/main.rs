@@ -1,6 +1,7 @@
 //! End-to-end tests against real RabbitMQ and PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
+mod admin_output;
 mod bad_input;
 mod broker_nodes;
 mod broker_tls;

@@ -106,6 +106,32 @@ async fn the_run_command_starts_the_system_and_its_curl_line_stores_an_applicati
         "curl answered: {answer}"
     );
 
+    // The banner's last line: the admin commands from a second shell, with
+    // this run's settings.
+    let admin_line = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with(". ") {
+                return line;
+            }
+        }
+        panic!("the run command printed no line for a second shell");
+    })
+    .await
+    .expect("the admin line follows the curl lines");
+    let output = tokio::process::Command::new("bash")
+        .args(["-c", &admin_line])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .await
+        .unwrap();
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && listing.contains("QUEUE"),
+        "{admin_line}: {listing} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     let db = database::connect(&database::url_for(&db_name)).await;
     eventually("the example application is stored", Duration::from_secs(20), || async {
         db.query_opt(

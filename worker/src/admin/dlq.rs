@@ -190,7 +190,17 @@ fn print_message(
     writeln!(out, "age: {}", message.age())?;
     if let Some(headers) = message.properties.headers() {
         for (key, value) in headers {
-            writeln!(out, "header {key}: {}", render(value))?;
+            // The envelope's `attempt` is the delay tier it was last
+            // published to; `attempts` (dead-lettering's own) says how often
+            // it was tried, which is what a person asks: one line, not two.
+            if key.as_str() == common::envelope::header::ATTEMPT {
+                continue;
+            }
+            let meaning = match key.as_str() {
+                common::dead_letter::ATTEMPTS => " (tries before it was parked)",
+                _ => "",
+            };
+            writeln!(out, "header {key}: {}{meaning}", render(value))?;
         }
     }
     if reveal {
