@@ -119,11 +119,35 @@ impl GatewayMetrics {
             )?,
             registry,
         };
-        metrics.connections_closed.with_label_values(&["idle"]);
+        metrics.initialise();
         metrics
             .registry
             .register(Box::new(common::telemetry::HTTP_REFUSALS.clone()))?;
         Ok(metrics)
+    }
+
+    /// Every known label set exists from the start, at 0, so the 5xx ratio
+    /// and the failure rates read 0 (not "No data") before the first one.
+    fn initialise(&self) {
+        self.connections_closed.with_label_values(&["idle"]);
+        for source in ["lt", "lina"] {
+            for status in [
+                "200", "400", "401", "403", "408", "413", "415", "417", "503",
+            ] {
+                self.requests.with_label_values(&[source, status]);
+            }
+        }
+        for reason in common::amqp::PublishError::CODES {
+            self.publish_failures.with_label_values(&[reason]);
+        }
+        for kind in common::envelope::EventKind::ALL {
+            if kind.work_queue() == common::amqp::WorkQueue::Email {
+                continue;
+            }
+            for stored in ["published", "spooled", "quarantined"] {
+                self.stored.with_label_values(&[kind.as_str(), stored]);
+            }
+        }
     }
 
     pub fn connection_closed(&self, reason: &str) {

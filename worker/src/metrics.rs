@@ -213,8 +213,33 @@ impl WorkerStats {
         Ok(stats)
     }
 
-    /// The series of the supervision metrics exist from the start, at 0.
+    /// Every known label set exists from the start, at 0: a rate or a
+    /// ratio over a series that appears only on first use (the first
+    /// retry, the first dead letter) is "No data" until then, not 0.
     fn initialise(&self) {
+        for kind in SENDER_KINDS {
+            for outcome in [
+                outcome::APPLIED,
+                outcome::ERASED,
+                outcome::DUPLICATE,
+                outcome::STALE,
+                outcome::RETRIED,
+                outcome::DEAD_LETTERED,
+            ] {
+                self.events.with_label_values(&[kind.as_str(), outcome]);
+            }
+        }
+        for outcome in [outcome::SENT, outcome::RETRIED, outcome::DEAD_LETTERED] {
+            self.events
+                .with_label_values(&[EventKind::EmailAcknowledgement.as_str(), outcome]);
+        }
+        for outcome in ["sent", "failed", "skipped"] {
+            self.emails.with_label_values(&[outcome]);
+        }
+        for source in ["lt", "lina"] {
+            self.erasures.with_label_values(&[source]);
+            self.retention_erasures.with_label_values(&[source]);
+        }
         for queue in WorkQueue::ALL {
             for state in ConsumerState::ALL {
                 self.consumers
@@ -318,6 +343,17 @@ impl WorkerStats {
 
     pub fn retention_erasure(&self, source: &str) {
         self.retention_erasures.with_label_values(&[source]).inc();
+    }
+
+    /// The dead-letter series of this worker's parking queues, from the
+    /// start: the retention it applies, and 0 purged and 0 s oldest until
+    /// the first round says otherwise.
+    pub fn initialise_parking(&self, queues: &[String], retention: std::time::Duration) {
+        self.dead_letter_retention(retention);
+        for queue in queues {
+            self.dead_letters_purged.with_label_values(&[queue]);
+            self.dead_letter_oldest.with_label_values(&[queue]);
+        }
     }
 
     pub fn dead_letter_retention(&self, retention: std::time::Duration) {

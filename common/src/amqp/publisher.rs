@@ -26,6 +26,10 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// Every `code`, for metrics that exist before the first failure.
+    pub const CODES: [&'static str; 5] =
+        ["unavailable", "blocked", "timeout", "nacked", "returned"];
+
     /// A short, bounded code for logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
@@ -146,5 +150,23 @@ impl ConfirmedPublisher {
             .await?;
         *cached = Some(channel.clone());
         Ok(channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_for_the_metrics() {
+        let errors = [
+            PublishError::Unavailable(AmqpError::NoAddress),
+            PublishError::Blocked,
+            PublishError::Timeout(Duration::from_secs(1)),
+            PublishError::Nacked,
+            PublishError::Returned(312),
+        ];
+        let codes: Vec<&str> = errors.iter().map(PublishError::code).collect();
+        assert_eq!(codes, PublishError::CODES);
     }
 }

@@ -191,3 +191,55 @@ async fn the_counters_move_by_exactly_the_events_sent_and_dead_letters_are_count
         "the URL secret never appears"
     );
 }
+
+#[tokio::test]
+async fn every_known_series_exists_from_the_start_at_zero() {
+    let app = spawn_app().await;
+    let worker = app.worker_metrics().await;
+    let gateway = app.gateway_metrics().await;
+    let dlq = app.topology.dead_letter_queue(common::amqp::WorkQueue::Lt);
+    for (text, series) in [
+        (
+            &worker,
+            r#"intake_events_total{kind="lt.application",outcome="retried"}"#.to_owned(),
+        ),
+        (
+            &worker,
+            r#"intake_events_total{kind="lina.withdrawal",outcome="dead_lettered"}"#.to_owned(),
+        ),
+        (
+            &worker,
+            r#"intake_events_total{kind="email.acknowledgement",outcome="retried"}"#.to_owned(),
+        ),
+        (
+            &worker,
+            r#"intake_emails_total{outcome="failed"}"#.to_owned(),
+        ),
+        (
+            &worker,
+            format!(r#"intake_dead_letters_purged_total{{queue="{dlq}"}}"#),
+        ),
+        (
+            &gateway,
+            r#"intake_http_requests_total{source="lt",status="503"}"#.to_owned(),
+        ),
+        (
+            &gateway,
+            r#"intake_publish_failures_total{reason="timeout"}"#.to_owned(),
+        ),
+        (
+            &gateway,
+            r#"intake_gateway_events_total{kind="lina.consent",stored="spooled"}"#.to_owned(),
+        ),
+    ] {
+        assert!(
+            text.lines().any(|line| line == format!("{series} 0")),
+            "{series} is missing or not 0"
+        );
+    }
+    // The retention applied is known before the first round (an hour in).
+    assert_eq!(
+        sample(&worker, "intake_dead_letter_retention_seconds"),
+        14.0 * 24.0 * 3600.0
+    );
+}
