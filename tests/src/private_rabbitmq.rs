@@ -37,6 +37,8 @@ fn free_port() -> u16 {
 
 struct Node {
     name: String,
+    /// The `rabbitmq_prometheus` listener, where the plugin is on.
+    prometheus_port: Option<u16>,
     amqp_port: u16,
     tls_port: Option<u16>,
     dir: PathBuf,
@@ -57,19 +59,26 @@ impl PrivateRabbit {
     /// `count` nodes joined in one cluster, each also listening for
     /// `amqps://` with a certificate for `localhost` signed by `ca`.
     pub async fn start(count: usize, ca: Option<&TestCa>) -> PrivateRabbit {
-        PrivateRabbit::start_with(count, ca, false).await
+        PrivateRabbit::start_with(count, ca, false, false).await
     }
 
     /// One node whose TLS listener takes only clients with a certificate
     /// `ca` signed (`ssl_options.fail_if_no_peer_cert = true`).
     pub async fn requiring_client_certificates(ca: &TestCa) -> PrivateRabbit {
-        PrivateRabbit::start_with(1, Some(ca), true).await
+        PrivateRabbit::start_with(1, Some(ca), true, false).await
+    }
+
+    /// One node with the `rabbitmq_prometheus` plugin on a port of its own
+    /// (per-queue series at `/metrics/per-object`: only this node's queues).
+    pub async fn with_prometheus() -> PrivateRabbit {
+        PrivateRabbit::start_with(1, None, false, true).await
     }
 
     async fn start_with(
         count: usize,
         ca: Option<&TestCa>,
         require_client_certificate: bool,
+        prometheus: bool,
     ) -> PrivateRabbit {
         let unique = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let dir = std::env::temp_dir().join(format!("intake-rmq-{unique}"));
@@ -97,6 +106,7 @@ impl PrivateRabbit {
                 name: name.clone(),
                 amqp_port: free_port(),
                 tls_port: ca.map(|_| free_port()),
+                prometheus_port: prometheus.then(free_port),
                 dir: dir.join(format!("node{}", index + 1)),
                 server: None,
             };
@@ -170,6 +180,14 @@ impl PrivateRabbit {
             },
         )
         .await;
+    }
+
+    /// `127.0.0.1:<port>` of node `index`'s Prometheus listener.
+    pub fn prometheus_address(&self, index: usize) -> String {
+        let port = self.nodes[index]
+            .prometheus_port
+            .expect("started with the plugin");
+        format!("127.0.0.1:{port}")
     }
 
     /// `amqp://` URL of node `index`.
@@ -376,10 +394,19 @@ fn write_config(node: &Node, peers: &[String], tls: Option<Tls<'_>>) {
             ));
         }
     }
+    let plugins = match node.prometheus_port {
+        Some(port) => {
+            config.push_str(&format!(
+                "prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {port}\n"
+            ));
+            "[rabbitmq_prometheus].\n"
+        }
+        None => "[].\n",
+    };
     std::fs::write(node.dir.join("rabbitmq.conf"), config).unwrap();
     std::fs::write(node.dir.join("rabbitmq-env.conf"), "").unwrap();
     std::fs::write(node.dir.join("advanced.config"), "[].\n").unwrap();
-    std::fs::write(node.dir.join("enabled_plugins"), "[].\n").unwrap();
+    std::fs::write(node.dir.join("enabled_plugins"), plugins).unwrap();
 }
 
 fn write_private(path: &Path, text: &str) {
