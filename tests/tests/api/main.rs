@@ -25,7 +25,6 @@ mod metrics;
 mod model;
 mod openapi;
 mod ordering;
-mod prometheus;
 mod run_command;
 mod shutdown;
 mod smtp_tls;
