@@ -96,6 +96,19 @@ impl SmtpServer {
         self.received.lock().unwrap().clone()
     }
 
+    /// Waits (up to 20 s) until at least `count` messages arrived; all of them.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        crate::eventually(
+            &format!("{count} e-mail(s) received"),
+            std::time::Duration::from_secs(20),
+            || async {
+                let received = self.received();
+                (received.len() >= count).then_some(received)
+            },
+        )
+        .await
+    }
+
     /// What clients sent on the wire, as sent (ciphertext after a handshake).
     pub fn wire(&self) -> Vec<u8> {
         self.wire.lock().unwrap().clone()

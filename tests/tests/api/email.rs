@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::amqp::WorkQueue;
 use common::{Envelope, EventKind};
-use intake_tests::smtp::{self, Received};
+use intake_tests::smtp;
 use intake_tests::{TestApp, TestOptions, eventually, example, spawn_app_with, until};
 use mail_parser::MimeHeaders;
 
@@ -19,18 +19,6 @@ async fn with_smtp(server_port: u16) -> TestApp {
         smtp_url: Some(format!("smtp://127.0.0.1:{server_port}")),
         ..TestOptions::default()
     })
-    .await
-}
-
-async fn received(server: &smtp::SmtpServer, count: usize) -> Vec<Received> {
-    eventually(
-        &format!("{count} e-mail(s) received"),
-        Duration::from_secs(20),
-        || async {
-            let received = server.received();
-            (received.len() >= count).then_some(received)
-        },
-    )
     .await
 }
 
@@ -56,7 +44,7 @@ async fn a_new_application_gets_one_acknowledgement_in_its_language_with_both_pa
     let server = smtp::start(0, &[]);
     let app = with_smtp(server.port).await;
     assert_eq!(app.post_lt(&example("lt/new.json")).await.status(), 200);
-    let mail = received(&server, 1).await.remove(0);
+    let mail = server.wait_for(1).await.remove(0);
     assert_eq!(mail.to, vec![AINO.to_owned()]);
     let message = mail.parsed();
     assert_eq!(
@@ -97,7 +85,7 @@ async fn a_new_application_gets_one_acknowledgement_in_its_language_with_both_pa
             .status(),
         200
     );
-    let english = received(&server, 2).await.remove(1);
+    let english = server.wait_for(2).await.remove(1);
     let message = english.parsed();
     assert_eq!(
         message.subject(),
@@ -151,7 +139,7 @@ async fn an_update_sends_nothing_and_a_re_application_after_a_revocation_is_ackn
     let server = smtp::start(0, &[]);
     let app = with_smtp(server.port).await;
     app.post_lt(&example("lt/new.json")).await;
-    received(&server, 1).await;
+    server.wait_for(1).await;
     app.post_lt(&example("lt/updated.json")).await;
     let stats = stats(&app);
     until("the update is applied", &stats, |stats| {
@@ -169,7 +157,7 @@ async fn an_update_sends_nothing_and_a_re_application_after_a_revocation_is_ackn
     let mut again: serde_json::Value = serde_json::from_str(&example("lt/new.json")).unwrap();
     again["shared_at"] = "2026-12-01T10:00:00Z".into();
     app.post_lt(&again.to_string()).await;
-    let mails = received(&server, 2).await;
+    let mails = server.wait_for(2).await;
     assert_eq!(mails[1].to, vec![AINO.to_owned()]);
     assert_eq!(server.received().len(), 2);
 }
@@ -185,7 +173,7 @@ async fn an_smtp_server_down_at_first_gets_the_email_once_it_is_up() {
     })
     .await;
     let server = smtp::start(port, &[]);
-    let mails = received(&server, 1).await;
+    let mails = server.wait_for(1).await;
     assert_eq!(mails[0].to, vec![AINO.to_owned()]);
     eventually(
         "the row is marked sent",
@@ -318,7 +306,7 @@ async fn a_template_override_is_used_and_profile_values_are_escaped_in_html() {
     .await;
     let body = r#"{"mydatashare_user_id":"xss-1","email":"x@example.fi","first_name":"<script>alert(1)</script>"}"#;
     app.post_lt(body).await;
-    let mail = received(&server, 1).await.remove(0);
+    let mail = server.wait_for(1).await.remove(0);
     let message = mail.parsed();
     let text = message.body_text(0).unwrap();
     assert!(
@@ -391,7 +379,8 @@ async fn a_chunk_of_jobs_sends_each_once_fails_only_the_refused_and_waits_for_a_
         .unwrap();
     let server = smtp::start(port, &["refused@example.fi"]);
 
-    let mut sent: Vec<String> = received(&server, 3)
+    let mut sent: Vec<String> = server
+        .wait_for(3)
         .await
         .into_iter()
         .flat_map(|mail| mail.to)
@@ -410,7 +399,7 @@ async fn a_chunk_of_jobs_sends_each_once_fails_only_the_refused_and_waits_for_a_
     assert_eq!(server.received().len(), 3, "nothing for the held row yet");
 
     holding.rollback().await.unwrap();
-    let last = received(&server, 4).await.remove(3);
+    let last = server.wait_for(4).await.remove(3);
     assert_eq!(last.to, vec!["held-1@example.fi".to_owned()]);
     app.wait_for_dead_letters(WorkQueue::Email, 1).await;
     let statuses: Vec<String> = outbox_rows(&app)

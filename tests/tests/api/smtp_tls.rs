@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use intake_tests::smtp::{self, Received, ServerTls, SmtpServer};
+use intake_tests::smtp::{self, ServerTls, SmtpServer};
 use intake_tests::test_ca::TestCa;
 use intake_tests::{TestApp, TestOptions, eventually, example, spawn_app_with, until};
 use worker::email::{MailSettings, SmtpSettings};
@@ -69,18 +69,6 @@ async fn app_sending_with(smtp: SmtpSettings) -> TestApp {
     app
 }
 
-async fn received(server: &SmtpServer, count: usize) -> Vec<Received> {
-    eventually(
-        &format!("{count} e-mail(s) received"),
-        Duration::from_secs(20),
-        || async {
-            let received = server.received();
-            (received.len() >= count).then_some(received)
-        },
-    )
-    .await
-}
-
 /// (status, attempts, last_error) of the one outbox row.
 async fn outbox_row(app: &TestApp) -> (String, i32, Option<String>) {
     let row = app
@@ -130,24 +118,30 @@ fn nothing_in_plain_text(server: &SmtpServer) {
     }
 }
 
-#[tokio::test]
-async fn starttls_to_a_relay_our_ca_signed_delivers_the_acknowledgement() {
-    let ca = TestCa::generate();
-    let server = smtp::start_with_tls(ServerTls::StartTls { ca: &ca });
+/// A worker sending through `url` with `ca` as `INTAKE_SMTP_CA_FILE`: an
+/// application's acknowledgement reaches `server` and its row is sent.
+async fn delivered_with_our_ca(server: &SmtpServer, ca: &TestCa, url: &str) {
     let files = Files::new();
-    let url = format!("smtp://localhost:{}?tls=required", server.port);
     let ca_file = files.write("ca.pem", &ca.ca_pem);
     let app = app_sending_with(smtp_settings(&[
         "--smtp-url",
-        &url,
+        url,
         "--smtp-ca-file",
         &ca_file,
     ]))
     .await;
     assert_eq!(app.post_lt(&example("lt/new.json")).await.status(), 200);
-    let mail = received(&server, 1).await.remove(0);
+    let mail = server.wait_for(1).await.remove(0);
     assert_eq!(mail.to, vec![AINO.to_owned()]);
     sent(&app).await;
+}
+
+#[tokio::test]
+async fn starttls_to_a_relay_our_ca_signed_delivers_the_acknowledgement() {
+    let ca = TestCa::generate();
+    let server = smtp::start_with_tls(ServerTls::StartTls { ca: &ca });
+    let url = format!("smtp://localhost:{}?tls=required", server.port);
+    delivered_with_our_ca(&server, &ca, &url).await;
     assert!(
         contains(&server.wire(), "STARTTLS"),
         "upgraded with STARTTLS"
@@ -162,20 +156,8 @@ async fn smtps_to_a_relay_our_ca_signed_delivers_the_acknowledgement() {
         ca: &ca,
         client_ca: None,
     });
-    let files = Files::new();
     let url = format!("smtps://localhost:{}", server.port);
-    let ca_file = files.write("ca.pem", &ca.ca_pem);
-    let app = app_sending_with(smtp_settings(&[
-        "--smtp-url",
-        &url,
-        "--smtp-ca-file",
-        &ca_file,
-    ]))
-    .await;
-    assert_eq!(app.post_lt(&example("lt/new.json")).await.status(), 200);
-    let mail = received(&server, 1).await.remove(0);
-    assert_eq!(mail.to, vec![AINO.to_owned()]);
-    sent(&app).await;
+    delivered_with_our_ca(&server, &ca, &url).await;
     assert!(
         !contains(&server.wire(), "EHLO"),
         "TLS from the first byte: not even the greeting is plain"
@@ -291,7 +273,7 @@ async fn a_relay_that_requires_a_client_certificate_takes_ours_and_refuses_none(
     ]))
     .await;
     with.post_lt(&example("lt/new.json")).await;
-    let mail = received(&server, 1).await.remove(0);
+    let mail = server.wait_for(1).await.remove(0);
     assert_eq!(mail.to, vec![AINO.to_owned()]);
     sent(&with).await;
 }
