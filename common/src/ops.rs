@@ -17,6 +17,9 @@ pub struct Readiness {
     pub checks: BTreeMap<&'static str, bool>,
 }
 
+/// How long a stopping ops listener waits for open connections.
+const OPS_SHUTDOWN_SECS: u64 = 1;
+
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Readiness> + Send + Sync>;
 
 /// Renders the process's metrics (refreshing gauges that are read, not counted).
@@ -39,6 +42,9 @@ pub fn serve(
             .route("/metrics", web::get().to(render_metrics))
     })
     .workers(1)
+    // Its answers take milliseconds; a scraper's kept-alive connection
+    // must not hold the process's stop for actix's default 30 s.
+    .shutdown_timeout(OPS_SHUTDOWN_SECS)
     .disable_signals()
     .listen(listener)?
     .run();

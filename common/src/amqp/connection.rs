@@ -155,11 +155,22 @@ impl AmqpConnector {
     pub async fn close(&self) {
         let connection = self.current.lock().await.take();
         lock(&self.snapshot).take();
-        if let Some(connection) = connection
-            && connection.status().connected()
-            && let Err(error) = connection.close(200, "shutting down".into()).await
-        {
-            tracing::warn!(message = "Failed to close the broker connection.", %error);
+        let Some(connection) = connection.filter(|connection| connection.status().connected())
+        else {
+            return;
+        };
+        // A broker that stopped answering must not hold a shutdown forever:
+        // the connection is dropped with the process either way.
+        let closing = connection.close(200, "shutting down".into());
+        match tokio::time::timeout(self.connect_timeout, closing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(message = "Failed to close the broker connection.", %error);
+            }
+            Err(_) => tracing::warn!(
+                message = "The broker did not confirm the connection's close in time.",
+                timeout_ms = self.connect_timeout.as_millis() as u64,
+            ),
         }
     }
 }
