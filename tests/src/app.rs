@@ -143,6 +143,17 @@ impl WorkerHandle {
     }
 }
 
+/// An HTTP client that lets go of an idle connection before the gateway
+/// does (its keep-alive is 5 s): reusing one the gateway is closing at that
+/// moment fails the request with no answer, a race of the client's, not the
+/// product's (seen when a broker stop took 5 s).
+fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("the test HTTP client builds")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
 }
@@ -218,7 +229,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         admin_url,
         spool_dir,
         mail_dir: std::env::temp_dir().join(format!("intake-mail-{unique}")),
-        http: reqwest::Client::new(),
+        http: test_client(),
         options: options.clone(),
         worker: None,
         publisher: common::amqp::ConfirmedPublisher::new(
