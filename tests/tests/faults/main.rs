@@ -7,4 +7,5 @@ mod broker_restart;
 mod chaos;
 mod cluster;
 mod database_read_only;
+mod prometheus;
 mod spool;
