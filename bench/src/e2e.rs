@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
+use crate::cpu::CpuPerEvent;
 use crate::payload;
 use crate::system::{LINA_SECRET, LT_TOKEN, System};
 
@@ -18,6 +19,9 @@ pub struct E2eResult {
     pub errors: usize,
     pub gateway_rss_mib: f64,
     pub worker_rss_mib: f64,
+    /// CPU per event of each process, by phase: end to end, or the posting
+    /// (no worker yet) and the drain.
+    pub cpu: Vec<(&'static str, CpuPerEvent)>,
 }
 
 /// The body and endpoint of event `n` of the mix.
@@ -62,6 +66,7 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eResult> {
     )
     .await?;
     let client = reqwest::Client::new();
+    let before = system.processes().sample();
     let mut started = Instant::now();
     let schedule = |n: u64| {
         args.rate.map(|rate| {
@@ -98,6 +103,7 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eResult> {
         .fold(0, |total, error| async move { total + error })
         .await;
     let events = args.events;
+    let posted = system.processes().sample();
     if args.drain {
         started = Instant::now();
         system.add_workers(args.workers).await?;
@@ -116,6 +122,16 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eResult> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
+    let done = system.processes().sample();
+    let accepted = events - errors;
+    let cpu = if args.drain {
+        vec![
+            ("posting, no worker", before.per_event(&posted, accepted)),
+            ("drain", posted.per_event(&done, accepted)),
+        ]
+    } else {
+        vec![("end to end", before.per_event(&done, accepted))]
+    };
     let batches = sample(&metrics, "intake_worker_batch_size_count");
     let batched = sample(&metrics, "intake_worker_batch_size_sum");
     eprintln!(
@@ -140,6 +156,7 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eResult> {
             .iter()
             .map(System::peak_rss_mib)
             .fold(0.0, f64::max),
+        cpu,
     };
     system.stop().await;
     Ok(result)

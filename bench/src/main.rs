@@ -9,6 +9,7 @@
 
 mod ceilings;
 mod cluster;
+mod cpu;
 mod e2e;
 mod email;
 mod load;
@@ -63,6 +64,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::E2e(args) => {
             let result = e2e::run(&args).await?;
             println!("{}", e2e_line(&args, &result, None));
+            for line in cpu_lines(&args, &result) {
+                println!("{line}");
+            }
             Ok(())
         }
     }
@@ -110,7 +114,9 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
 
     eprintln!("gateway: HTTP load, {in_flight} connections, {duration:?}");
     let system = system::System::start(0).await?;
+    let before = system.processes().sample();
     let gateway = gateway_load(&system, in_flight, duration).await?;
+    let gateway_cpu = before.per_event(&system.processes().sample(), gateway.requests as usize);
     let gateway_rss = system::System::peak_rss_mib(&system.gateway);
     system.stop().await;
 
@@ -169,6 +175,10 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         gateway.errors,
         gateway.rate() / publishes
     );
+    println!(
+        "| CPU per request, gateway alone | {} | |",
+        gateway_cpu.cells()
+    );
     for (args, result) in [
         (&one, &e2e),
         (&drain_one, &drained_one),
@@ -176,12 +186,30 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         (&half, &e2e_half),
     ] {
         println!("{}", e2e_line(args, result, Some(upserts)));
+        for line in cpu_lines(args, result) {
+            println!("{line}");
+        }
     }
     println!(
         "| peak RSS | gateway {gateway_rss:.1} MiB (HTTP load), {:.1} MiB (end to end); worker {:.1} MiB | |",
         e2e.gateway_rss_mib, e2e.worker_rss_mib
     );
     Ok(())
+}
+
+/// The table rows of a run's CPU per event, one per phase.
+fn cpu_lines(args: &e2e::E2eArgs, result: &e2e::E2eResult) -> Vec<String> {
+    result
+        .cpu
+        .iter()
+        .map(|(phase, per_event)| {
+            format!(
+                "| CPU per event, {} worker(s), {phase} | {} | |",
+                args.workers,
+                per_event.cells()
+            )
+        })
+        .collect()
 }
 
 /// One table row for an end-to-end run; the ratio to ceiling (b) when known.

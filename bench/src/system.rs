@@ -147,6 +147,19 @@ impl System {
         anyhow::bail!("{ops} did not become ready")
     }
 
+    /// The processes whose CPU a run counts: the gateway, the workers, this
+    /// machine's PostgreSQL and RabbitMQ, and the load generator.
+    pub fn processes(&self) -> crate::cpu::Processes {
+        let mut processes = crate::cpu::Processes::services();
+        if let Some(pid) = self.gateway.id() {
+            processes.add(crate::cpu::Role::Gateway, pid as i32);
+        }
+        for pid in self.workers.iter().filter_map(Child::id) {
+            processes.add(crate::cpu::Role::Worker, pid as i32);
+        }
+        processes
+    }
+
     /// Peak resident memory (VmHWM) of a child, in MiB.
     pub fn peak_rss_mib(child: &Child) -> f64 {
         Self::child_memory_mib(child, "VmHWM:")
