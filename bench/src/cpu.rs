@@ -187,18 +187,27 @@ fn tree_ticks(table: &HashMap<i32, Entry>, root: i32) -> u64 {
 mod tests {
     use super::*;
 
+    /// This process's own CPU ticks, read directly.
+    fn own_ticks() -> u64 {
+        let stat = Process::myself().unwrap().stat().unwrap();
+        stat.utime + stat.stime
+    }
+
     #[test]
     fn a_busy_loop_in_this_process_is_counted_as_the_load_generator() {
         let processes = Processes::services();
         let before = processes.sample();
-        let started = std::time::Instant::now();
+        // 0.3 s of CPU, however long that takes on a busy machine.
+        let (start, wanted) = (own_ticks(), procfs::ticks_per_second() * 3 / 10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut spin = 0u64;
-        while started.elapsed() < std::time::Duration::from_millis(300) {
-            spin = spin.wrapping_add(1);
+        while own_ticks() - start < wanted && std::time::Instant::now() < deadline {
+            for _ in 0..100_000 {
+                spin = std::hint::black_box(spin.wrapping_add(1));
+            }
         }
-        std::hint::black_box(spin);
         let per_event = before.per_event(&processes.sample(), 1);
         let load = per_event.of(Role::LoadGenerator).unwrap();
-        assert!(load >= 250_000.0, "{load} µs");
+        assert!(load >= 300_000.0, "{load} µs");
     }
 }
