@@ -189,6 +189,18 @@ impl Drop for Prometheus {
     }
 }
 
+/// An instant result in short: how many series, and their values rounded.
+fn values(series: &[Value]) -> String {
+    let shown: Vec<String> = series
+        .iter()
+        .take(4)
+        .filter_map(|sample| sample["value"][1].as_str()?.parse::<f64>().ok())
+        .map(|value| format!("{value:.3}"))
+        .collect();
+    let more = if series.len() > 4 { ", …" } else { "" };
+    format!("{} series: {}{more}", series.len(), shown.join(", "))
+}
+
 /// Every expression of the dashboards and the alert rules, with where it is.
 fn expressions() -> Vec<(String, String)> {
     let mut found = Vec::new();
@@ -383,8 +395,9 @@ async fn prometheus_finds_every_series_the_ops_views_name_and_the_down_alerts_fi
         }
         // The table of the closing note: what each expression gives now.
         println!(
-            "| {place} | {} result(s) | selectors matching {matched:?} series |",
-            result.map_or(0, |series| series.len())
+            "| {place} | `{}` | {} | {matched:?} |",
+            expr.replace('|', "\\|").replace('\n', " "),
+            result.map_or_else(|error| error, |series| values(&series))
         );
     }
     assert!(
