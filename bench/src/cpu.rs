@@ -7,7 +7,7 @@
 //! (`cutime`/`cstime`), so a PostgreSQL backend that exits between the two
 //! readings is still counted: through the postmaster that reaped it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use procfs::process::Process;
 
@@ -70,11 +70,12 @@ impl Processes {
     /// Every root's CPU ticks so far (its tree's).
     pub fn sample(&self) -> CpuSample {
         let table = process_table();
+        let roots: HashSet<i32> = self.roots.values().flatten().copied().collect();
         let ticks = self
             .roots
             .iter()
             .flat_map(|(role, roots)| roots.iter().map(move |root| (*role, *root)))
-            .map(|(role, root)| ((role, root), tree_ticks(&table, root)))
+            .map(|(role, root)| ((role, root), tree_ticks(&table, root, &roots)))
             .collect();
         CpuSample { ticks }
     }
@@ -164,8 +165,10 @@ fn process_table() -> HashMap<i32, Entry> {
         .collect()
 }
 
-/// A root's ticks and every live descendant's.
-fn tree_ticks(table: &HashMap<i32, Entry>, root: i32) -> u64 {
+/// A root's ticks and every live descendant's, except descendants that are
+/// roots themselves (the gateway and workers are children of `bench`, the
+/// load generator, and count as their own).
+fn tree_ticks(table: &HashMap<i32, Entry>, root: i32, roots: &HashSet<i32>) -> u64 {
     let mut total = 0;
     let mut pending = vec![root];
     while let Some(pid) = pending.pop() {
@@ -176,7 +179,7 @@ fn tree_ticks(table: &HashMap<i32, Entry>, root: i32) -> u64 {
         pending.extend(
             table
                 .iter()
-                .filter(|(_, child)| child.ppid == pid)
+                .filter(|(child, entry)| entry.ppid == pid && !roots.contains(child))
                 .map(|(child, _)| *child),
         );
     }
