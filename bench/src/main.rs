@@ -12,6 +12,7 @@ mod cluster;
 mod cpu;
 mod e2e;
 mod email;
+mod gateway;
 mod load;
 mod overload;
 mod payload;
@@ -38,6 +39,8 @@ enum Bench {
     Overload(overload::OverloadArgs),
     /// The gateway against a three-node RabbitMQ cluster of our own versus one node
     Cluster(cluster::ClusterArgs),
+    /// The gateway alone under the bench's wrk script and under plain wrk, beside ceiling (a)
+    Gateway(gateway::GatewayArgs),
 }
 
 #[derive(clap::Args)]
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::Overload(args) => overload::run(&args).await,
         Bench::Cluster(args) => cluster::run(&args).await,
+        Bench::Gateway(args) => gateway::run(&args).await,
         Bench::E2e(args) => {
             let result = e2e::run(&args).await?;
             println!("{}", e2e_line(&args, &result, None));

@@ -38,8 +38,36 @@ pub async fn run_for(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<WrkResult> {
+    run_script(base, connections, duration, &lua_script()).await
+}
+
+/// wrk as one would run it by hand: one static LT body (`wrk.method`,
+/// `wrk.body`, `wrk.headers`, no Lua per request).
+pub async fn run_static_lt(
+    base: &str,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<WrkResult> {
+    let script = format!(
+        r#"wrk.method = "POST"
+wrk.path = "/webhooks/lt"
+wrk.headers["Authorization"] = "Bearer {LT_TOKEN}"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[{}]==]
+{DONE}"#,
+        payload::lt_profile(1)
+    );
+    run_script(base, connections, duration, &script).await
+}
+
+async fn run_script(
+    base: &str,
+    connections: usize,
+    duration: Duration,
+    lua: &str,
+) -> anyhow::Result<WrkResult> {
     let script = std::env::temp_dir().join(format!("intake-bench-{}.lua", uuid::Uuid::new_v4()));
-    std::fs::write(&script, lua_script())?;
+    std::fs::write(&script, lua)?;
     let output = tokio::process::Command::new("wrk")
         .args(["-t2", &format!("-c{connections}")])
         .arg(format!("-d{}s", duration.as_secs().max(1)))
@@ -103,12 +131,15 @@ function request()
   n = n % #requests + 1
   return requests[n]
 end
-function done(summary, latency, _)
+{DONE}"#
+    )
+}
+
+/// wrk's summary as one line the bench parses.
+const DONE: &str = r#"function done(summary, latency, _)
   local e = summary.errors
   io.write(string.format("RESULT %d %d %d %d %d %d\n", summary.requests, summary.duration,
     e.connect + e.read + e.write + e.status + e.timeout,
     latency:percentile(50), latency:percentile(99), latency.max))
 end
-"#
-    )
-}
+"#;
