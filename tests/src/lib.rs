@@ -74,6 +74,24 @@ pub fn example(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("cannot read {full}: {error}"))
 }
 
+/// The LT example application and its revocation as the gateway would
+/// have published them, the revocation received later (2 ms): published
+/// revocation first, the application then arrives stale.
+pub async fn application_then_newer_revocation() -> (common::Envelope, common::Envelope) {
+    let application = common::Envelope::new(
+        common::EventKind::LtApplication,
+        None,
+        example("lt/new.json").into_bytes(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let revocation = common::Envelope::new(
+        common::EventKind::LtRevocation,
+        None,
+        example("lt/revoked.json").into_bytes(),
+    );
+    (application, revocation)
+}
+
 /// Every string in a JSON document long enough to identify someone
 /// (names, e-mails, phone numbers, free text; not `fi` or `new`).
 pub fn personal_strings(value: &serde_json::Value) -> Vec<String> {

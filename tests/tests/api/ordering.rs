@@ -108,17 +108,7 @@ async fn a_changed_application_after_a_revocation_is_a_new_application() {
 async fn an_older_application_delivered_after_a_newer_revocation_leaves_nothing() {
     let app = spawn_app().await;
     let second = app.spawn_worker().await;
-    let application = Envelope::new(
-        EventKind::LtApplication,
-        None,
-        example("lt/new.json").into_bytes(),
-    );
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    let revocation = Envelope::new(
-        EventKind::LtRevocation,
-        None,
-        example("lt/revoked.json").into_bytes(),
-    );
+    let (application, revocation) = intake_tests::application_then_newer_revocation().await;
     assert!(application.received_at < revocation.received_at);
 
     app.publish(&revocation).await;

@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Envelope, EventKind};
 use intake_tests::private_rabbitmq::PrivateRabbit;
 use intake_tests::{TestApp, TestOptions, eventually, example, smtp, spawn_app_with};
 use serde_json::Value;
@@ -295,17 +294,7 @@ async fn every_outcome(app: &TestApp, smtp_port: u16) -> smtp::SmtpServer {
     assert_eq!(app.post_lt(body).await.status(), 200);
     app.post_lt(r#"{"mydatashare_user_id":"prom-2","email":"blocked@example.fi"}"#)
         .await;
-    let application = Envelope::new(
-        EventKind::LtApplication,
-        None,
-        example("lt/new.json").into_bytes(),
-    );
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    let revocation = Envelope::new(
-        EventKind::LtRevocation,
-        None,
-        example("lt/revoked.json").into_bytes(),
-    );
+    let (application, revocation) = intake_tests::application_then_newer_revocation().await;
     app.publish(&revocation).await;
     app.wait_for_dead_letters(common::amqp::WorkQueue::Lt, 1)
         .await;
