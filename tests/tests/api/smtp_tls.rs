@@ -69,6 +69,17 @@ async fn app_sending_with(smtp: SmtpSettings) -> TestApp {
     app
 }
 
+/// A test app whose worker sends through `url`, trusting only `ca_file`.
+async fn app_trusting(url: &str, ca_file: &str) -> TestApp {
+    app_sending_with(smtp_settings(&[
+        "--smtp-url",
+        url,
+        "--smtp-ca-file",
+        ca_file,
+    ]))
+    .await
+}
+
 /// (status, attempts, last_error) of the one outbox row.
 async fn outbox_row(app: &TestApp) -> (String, i32, Option<String>) {
     let row = app
@@ -131,13 +142,7 @@ fn nothing_in_plain_text(server: &SmtpServer) {
 async fn delivered_with_our_ca(server: &SmtpServer, ca: &TestCa, url: &str) {
     let files = Files::new();
     let ca_file = files.write("ca.pem", &ca.ca_pem);
-    let app = app_sending_with(smtp_settings(&[
-        "--smtp-url",
-        url,
-        "--smtp-ca-file",
-        &ca_file,
-    ]))
-    .await;
+    let app = app_trusting(url, &ca_file).await;
     assert_eq!(app.post_lt(&example("lt/new.json")).await.status(), 200);
     acknowledged_to_aino(server, &app).await;
 }
@@ -192,13 +197,7 @@ async fn a_relay_another_ca_signed_gets_nothing_and_the_email_is_retried() {
             (server, url)
         },
     ] {
-        let app = app_sending_with(smtp_settings(&[
-            "--smtp-url",
-            &url,
-            "--smtp-ca-file",
-            &ca_file,
-        ]))
-        .await;
+        let app = app_trusting(&url, &ca_file).await;
         app.post_lt(&example("lt/new.json")).await;
         retried_with(&app, "SMTP TLS handshake failed: certificate not trusted").await;
         assert!(server.received().is_empty(), "{url}: nothing arrived");
@@ -213,13 +212,7 @@ async fn a_relay_without_starttls_gets_nothing_in_plain_text() {
     let files = Files::new();
     let url = format!("smtp://localhost:{}?tls=required", server.port);
     let ca_file = files.write("ca.pem", &ca.ca_pem);
-    let app = app_sending_with(smtp_settings(&[
-        "--smtp-url",
-        &url,
-        "--smtp-ca-file",
-        &ca_file,
-    ]))
-    .await;
+    let app = app_trusting(&url, &ca_file).await;
     app.post_lt(&example("lt/new.json")).await;
     retried_with(
         &app,
@@ -245,13 +238,7 @@ async fn a_relay_that_requires_a_client_certificate_takes_ours_and_refuses_none(
     let cert_file = files.write("client.crt", &cert);
     let key_file = files.write("client.key", &key);
 
-    let without = app_sending_with(smtp_settings(&[
-        "--smtp-url",
-        &url,
-        "--smtp-ca-file",
-        &ca_file,
-    ]))
-    .await;
+    let without = app_trusting(&url, &ca_file).await;
     without.post_lt(&example("lt/new.json")).await;
     let stats = without.worker.as_ref().unwrap().stats.clone();
     until("the send is retried", &stats, |stats| {
