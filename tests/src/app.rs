@@ -535,6 +535,22 @@ impl TestApp {
             .get(0)
     }
 
+    /// A minimal application of `user_id` is accepted (200) and applied
+    /// within 30 s: the path from the gateway through the broker to the
+    /// database works.
+    pub async fn apply_lt(&self, user_id: &str) {
+        let body = serde_json::json!({
+            "mydatashare_user_id": user_id,
+            "email": format!("{user_id}@example.fi"),
+        });
+        let response = self.post_lt(&body.to_string()).await;
+        assert_eq!(response.status(), 200, "{user_id} accepted");
+        crate::eventually("applied", Duration::from_secs(30), || {
+            self.application(user_id)
+        })
+        .await;
+    }
+
     /// The stored application of `user_id`, if any, as (email, status, profile).
     pub async fn application(&self, user_id: &str) -> Option<(String, String, serde_json::Value)> {
         application_in(&self.db, user_id).await

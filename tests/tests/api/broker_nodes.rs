@@ -41,12 +41,5 @@ async fn the_gateway_publishes_through_the_list_when_its_first_node_is_down() {
         ..TestOptions::default()
     })
     .await;
-    let response = app
-        .post_lt(r#"{"mydatashare_user_id":"nodes-1","email":"n@example.fi"}"#)
-        .await;
-    assert_eq!(response.status(), 200);
-    intake_tests::eventually("applied", Duration::from_secs(20), || {
-        app.application("nodes-1")
-    })
-    .await;
+    app.apply_lt("nodes-1").await;
 }

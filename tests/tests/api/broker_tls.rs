@@ -62,14 +62,7 @@ async fn gateway_and_worker_reach_the_broker_over_tls_with_the_partners_ca_and_o
         ..TestOptions::default()
     })
     .await;
-    let response = app
-        .post_lt(r#"{"mydatashare_user_id":"tls-1","email":"tls@example.fi"}"#)
-        .await;
-    assert_eq!(response.status(), 200);
-    intake_tests::eventually("applied", Duration::from_secs(30), || {
-        app.application("tls-1")
-    })
-    .await;
+    app.apply_lt("tls-1").await;
     let connections = broker
         .ctl(
             0,

@@ -34,14 +34,7 @@ async fn a_cancelled_consumer_consumes_again_on_a_fresh_channel_and_events_are_a
     let prefix = app.topology.prefix().to_owned();
     // One event through first, so every channel the worker opens on
     // first use (its publisher's) is open before counting.
-    let response = app
-        .post_lt(r#"{"mydatashare_user_id":"cancel-0","email":"c0@example.fi"}"#)
-        .await;
-    assert_eq!(response.status(), 200);
-    intake_tests::eventually("applied", Duration::from_secs(20), || {
-        app.application("cancel-0")
-    })
-    .await;
+    app.apply_lt("cancel-0").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = intake_tests::eventually("channels counted", Duration::from_secs(10), || {
         worker_channels(&prefix)
