@@ -42,13 +42,12 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
     for (what, mix) in loads {
         eprintln!("gateway: {what}");
         let system = System::start(0).await?;
-        let before = system.processes().sample();
-        let result = if mix {
-            wrk::run_for(&system.gateway_url, args.connections, args.duration).await?
+        let (url, connections, duration) = (&system.gateway_url, args.connections, args.duration);
+        let (result, cpu) = if mix {
+            with_cpu(&system, wrk::run_for(url, connections, duration)).await?
         } else {
-            wrk::run_static_lt(&system.gateway_url, args.connections, args.duration).await?
+            with_cpu(&system, wrk::run_static_lt(url, connections, duration)).await?
         };
-        let cpu = before.per_event(&system.processes().sample(), result.requests as usize);
         system.stop().await;
         rows.push((what, result, cpu));
     }
@@ -63,6 +62,17 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
         println!("{}", row(what, result, cpu, ceiling));
     }
     Ok(())
+}
+
+/// `load` against `system`'s gateway, and what each process spent per request on it.
+pub async fn with_cpu(
+    system: &System,
+    load: impl std::future::Future<Output = anyhow::Result<WrkResult>>,
+) -> anyhow::Result<(WrkResult, CpuPerEvent)> {
+    let before = system.processes().sample();
+    let result = load.await?;
+    let cpu = before.per_event(&system.processes().sample(), result.requests as usize);
+    Ok((result, cpu))
 }
 
 fn row(what: &str, result: &WrkResult, cpu: &CpuPerEvent, ceiling: f64) -> String {

@@ -118,9 +118,8 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
 
     eprintln!("gateway: HTTP load, {in_flight} connections, {duration:?}");
     let system = system::System::start(0).await?;
-    let before = system.processes().sample();
-    let gateway = gateway_load(&system, in_flight, duration).await?;
-    let gateway_cpu = before.per_event(&system.processes().sample(), gateway.requests as usize);
+    let (gateway, gateway_cpu) =
+        gateway::with_cpu(&system, gateway_load(&system, in_flight, duration)).await?;
     let gateway_rss = system::System::peak_rss_mib(&system.gateway);
     system.stop().await;
 
