@@ -34,26 +34,18 @@ impl AmqpTls {
         client_key: Option<&Path>,
     ) -> Result<AmqpTls, SettingsError> {
         let cert_chain = ca_file
-            .map(|path| read("INTAKE_AMQP_CA_FILE", path, pem::root_store))
+            .map(|path| read("INTAKE_AMQP_CA_FILE", path, pem::roots_text))
             .transpose()?;
-        let identity = match (client_cert, client_key) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
-                pem: read("INTAKE_AMQP_CLIENT_CERT", cert, pem::certificates)?.into_bytes(),
-                key: read("INTAKE_AMQP_CLIENT_KEY", key, pem::private_key)?.into_bytes(),
+        let pair = pem::client_pair(
+            ("INTAKE_AMQP_CLIENT_CERT", client_cert),
+            ("INTAKE_AMQP_CLIENT_KEY", client_key),
+        )?;
+        let identity = match pair {
+            None => None,
+            Some((cert, key)) => Some(OwnedIdentity::PKCS8 {
+                pem: read("INTAKE_AMQP_CLIENT_CERT", cert, pem::certificate_text)?.into_bytes(),
+                key: read("INTAKE_AMQP_CLIENT_KEY", key, pem::private_key_text)?.into_bytes(),
             }),
-            (Some(_), None) => {
-                return Err(SettingsError::Invalid {
-                    name: "INTAKE_AMQP_CLIENT_CERT",
-                    reason: "set without INTAKE_AMQP_CLIENT_KEY".into(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(SettingsError::Invalid {
-                    name: "INTAKE_AMQP_CLIENT_KEY",
-                    reason: "set without INTAKE_AMQP_CLIENT_CERT".into(),
-                });
-            }
         };
         Ok(AmqpTls(OwnedTLSConfig {
             identity,
@@ -72,13 +64,10 @@ impl AmqpTls {
     }
 }
 
-fn read<T>(
+fn read(
     name: &'static str,
     path: &Path,
-    check: impl FnOnce(&Path) -> Result<T, String>,
+    check: impl FnOnce(&Path) -> Result<String, String>,
 ) -> Result<String, SettingsError> {
-    pem::text_checked(path, check).map_err(|reason| SettingsError::Invalid {
-        name,
-        reason: format!("{}: {reason}", path.display()),
-    })
+    check(path).map_err(pem::file_error(name, path))
 }

@@ -16,6 +16,7 @@
 
 use std::path::Path;
 
+use common::pem::file_error;
 use common::settings::SettingsError;
 use lettre::transport::smtp::client::{
     Certificate, CertificateStore, Identity, Tls, TlsParameters,
@@ -51,19 +52,16 @@ impl SmtpTls {
         client_cert: Option<&Path>,
         client_key: Option<&Path>,
     ) -> Result<SmtpTls, SettingsError> {
-        let roots = ca_file.map(read_roots).transpose()?;
-        let client = match (client_cert, client_key) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(ClientIdentity {
+        let roots = ca_file
+            .map(|path| common::pem::roots(path).map_err(file_error(CA_FILE, path)))
+            .transpose()?;
+        let pair = common::pem::client_pair((CLIENT_CERT, client_cert), (CLIENT_KEY, client_key))?;
+        let client = match pair {
+            None => None,
+            Some((cert, key)) => Some(ClientIdentity {
                 certificate: read_client_certificate(cert)?,
                 key_pem: read_client_key(key)?,
             }),
-            (Some(_), None) => {
-                return Err(invalid(CLIENT_CERT, "set without INTAKE_SMTP_CLIENT_KEY"));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(CLIENT_KEY, "set without INTAKE_SMTP_CLIENT_CERT"));
-            }
         };
         Ok(SmtpTls { roots, client })
     }
@@ -108,36 +106,13 @@ const CA_FILE: &str = "INTAKE_SMTP_CA_FILE";
 const CLIENT_CERT: &str = "INTAKE_SMTP_CLIENT_CERT";
 const CLIENT_KEY: &str = "INTAKE_SMTP_CLIENT_KEY";
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        name,
-        reason: reason.into(),
-    }
-}
-
-/// The certificates of a PEM file (common's one reading of PEM files).
-fn certificates(
-    name: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, SettingsError> {
-    common::pem::certificates(path)
-        .map_err(|reason| invalid(name, format!("{}: {reason}", path.display())))
-}
-
-fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, SettingsError> {
-    // What rustls will make of them, checked now rather than at the first e-mail.
-    common::pem::root_store(path)
-        .map_err(|reason| invalid(CA_FILE, format!("{}: {reason}", path.display())))?;
-    certificates(CA_FILE, path)
-}
-
 fn read_client_certificate(path: &Path) -> Result<CertificateDer<'static>, SettingsError> {
-    Ok(certificates(CLIENT_CERT, path)?.remove(0))
+    let mut chain = common::pem::certificates(path).map_err(file_error(CLIENT_CERT, path))?;
+    Ok(chain.remove(0))
 }
 
 fn read_client_key(path: &Path) -> Result<SecretString, SettingsError> {
-    let text = common::pem::text_checked(path, common::pem::private_key)
-        .map_err(|reason| invalid(CLIENT_KEY, format!("{}: {reason}", path.display())))?;
+    let text = common::pem::private_key_text(path).map_err(file_error(CLIENT_KEY, path))?;
     Ok(SecretString::from(text))
 }
 
