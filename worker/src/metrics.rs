@@ -349,16 +349,12 @@ impl WorkerStats {
     /// start: the retention it applies, and 0 purged and 0 s oldest until
     /// the first round says otherwise.
     pub fn initialise_parking(&self, queues: &[String], retention: std::time::Duration) {
-        self.dead_letter_retention(retention);
+        self.dead_letter_retention
+            .set(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
         for queue in queues {
             self.dead_letters_purged.with_label_values(&[queue]);
             self.dead_letter_oldest.with_label_values(&[queue]);
         }
-    }
-
-    pub fn dead_letter_retention(&self, retention: std::time::Duration) {
-        self.dead_letter_retention
-            .set(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
     }
 
     pub fn dead_letters_purged(

@@ -80,13 +80,10 @@ impl Worker {
             background_slots: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SLOTS)),
             faults: FaultHooks::default(),
         });
-        let parking: Vec<String> = crate::dead_letters::ParkingQueue::ALL
-            .iter()
-            .map(|queue| queue.name(&context.topology))
-            .collect();
-        context
-            .stats
-            .initialise_parking(&parking, context.settings.dlq_retention);
+        context.stats.initialise_parking(
+            &context.topology.dead_letter_queues(),
+            context.settings.dlq_retention,
+        );
         let ops_server = common::ops::serve(
             ops_listener,
             readiness(context.clone()),

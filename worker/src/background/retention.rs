@@ -118,7 +118,6 @@ pub async fn purge_dead_letters(
     retention: Duration,
 ) -> Result<usize, DlqError> {
     let mut purged = 0;
-    context.stats.dead_letter_retention(retention);
     for queue in ParkingQueue::ALL {
         let filter = Filter {
             queues: vec![queue],
