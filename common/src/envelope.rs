@@ -32,6 +32,9 @@ pub enum Source {
 }
 
 impl Source {
+    /// The two outside senders (`Intake` is the worker's own e-mail jobs).
+    pub const SENDERS: [Source; 2] = [Source::Lt, Source::Lina];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Lt => "lt",

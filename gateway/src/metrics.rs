@@ -130,7 +130,7 @@ impl GatewayMetrics {
     /// and the failure rates read 0 (not "No data") before the first one.
     fn initialise(&self) {
         self.connections_closed.with_label_values(&["idle"]);
-        for source in ["lt", "lina"] {
+        for source in common::Source::SENDERS.map(common::Source::as_str) {
             for status in [
                 "200", "400", "401", "403", "408", "413", "415", "417", "503",
             ] {

@@ -25,6 +25,14 @@ pub mod outcome {
     pub const DEAD_LETTERED: &str = "dead_lettered";
 }
 
+/// The outcomes of `intake_emails_total`.
+pub mod email_outcome {
+    pub const SENT: &str = "sent";
+    pub const FAILED: &str = "failed";
+    pub const SKIPPED: &str = "skipped";
+    pub const ALL: [&str; 3] = [SENT, FAILED, SKIPPED];
+}
+
 const SENDER_KINDS: [EventKind; 4] = [
     EventKind::LtApplication,
     EventKind::LtRevocation,
@@ -233,10 +241,10 @@ impl WorkerStats {
             self.events
                 .with_label_values(&[EventKind::EmailAcknowledgement.as_str(), outcome]);
         }
-        for outcome in ["sent", "failed", "skipped"] {
+        for outcome in email_outcome::ALL {
             self.emails.with_label_values(&[outcome]);
         }
-        for source in ["lt", "lina"] {
+        for source in common::Source::SENDERS.map(common::Source::as_str) {
             self.erasures.with_label_values(&[source]);
             self.retention_erasures.with_label_values(&[source]);
         }
@@ -474,15 +482,19 @@ impl WorkerStats {
     }
 
     pub fn emails_sent(&self) -> u64 {
-        self.emails.with_label_values(&["sent"]).get()
+        self.emails.with_label_values(&[email_outcome::SENT]).get()
     }
 
     pub fn emails_failed(&self) -> u64 {
-        self.emails.with_label_values(&["failed"]).get()
+        self.emails
+            .with_label_values(&[email_outcome::FAILED])
+            .get()
     }
 
     pub fn emails_skipped(&self) -> u64 {
-        self.emails.with_label_values(&["skipped"]).get()
+        self.emails
+            .with_label_values(&[email_outcome::SKIPPED])
+            .get()
     }
 
     pub fn batches(&self) -> u64 {

@@ -23,6 +23,7 @@ use crate::context::WorkerContext;
 use crate::email::compose::compose;
 use crate::email::outbox::{self, OutboxRow};
 use crate::error::{JobError, once_handed_over};
+use crate::metrics::email_outcome;
 
 /// Sends each job's e-mail; one result per job, in order. A chunk's failure
 /// to reach the database fails that chunk's jobs only (they are retried).
@@ -173,7 +174,7 @@ fn settle(
         Ok(()) => Ok((Outcome::Sent, subject)),
         Err(error) => {
             if matches!(error, JobError::Permanent { .. }) {
-                context.stats.email("failed");
+                context.stats.email(email_outcome::FAILED);
             }
             Err(error)
         }

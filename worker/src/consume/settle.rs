@@ -27,7 +27,7 @@ use crate::consume::retry::Disposition;
 use crate::context::WorkerContext;
 use crate::email;
 use crate::error::JobError;
-use crate::metrics::outcome;
+use crate::metrics::{email_outcome, outcome};
 use common::dead_letter;
 use common::subject::SubjectKey;
 
@@ -330,9 +330,9 @@ fn note_processed(
     let kind = envelope.map(|envelope| envelope.kind);
     stats.event(kind, outcome.as_str());
     match outcome {
-        Outcome::Sent => stats.email("sent"),
+        Outcome::Sent => stats.email(email_outcome::SENT),
         Outcome::Duplicate | Outcome::Stale if kind == Some(EventKind::EmailAcknowledgement) => {
-            stats.email("skipped");
+            stats.email(email_outcome::SKIPPED);
         }
         Outcome::Applied | Outcome::Erased => {
             if let Some(envelope) = envelope {
