@@ -22,7 +22,7 @@ use std::time::Duration;
 use common::Source;
 use common::db::Transaction;
 use common::subject::{SubjectHasher, SubjectKey};
-use tokio_postgres::Row;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::apply::pipeline::{self, Statement, Yields};
@@ -73,20 +73,6 @@ impl Person {
             Person::Lina { .. } => Source::Lina,
         }
     }
-
-    fn delete_statement(&self) -> Statement<'_> {
-        match self {
-            Person::Lt { user_id } => Statement::new(
-                "DELETE FROM lt_application WHERE mydatashare_user_id = $1 RETURNING 1",
-                vec![Box::new(user_id)],
-            ),
-            Person::Lina { webhook, user } => Statement::new(
-                "DELETE FROM lina_employee WHERE webhook = $1 AND user_uuid = $2 RETURNING 1",
-                vec![Box::new(webhook), Box::new(user)],
-            ),
-        }
-        .yielding(Yields::ErasedRows)
-    }
 }
 
 /// When the erasure happens, which decides the tombstone's order key.
@@ -99,10 +85,17 @@ pub enum When<'e> {
     Now(OrderKey),
 }
 
+/// One subject's erasure, as the batch will write it: the personal row,
+/// the unsent e-mails, the erasure record (`statements`).
+pub struct Row<'a> {
+    pub person: &'a Person,
+    pub subject: &'a SubjectKey,
+    pub cause: Cause,
+}
+
 /// An erasure planned against the subject's locked state.
 pub struct Planned<'a> {
-    /// The personal row, the unsent e-mails, the erasure record.
-    pub statements: Vec<Statement<'a>>,
+    pub row: Row<'a>,
     /// The state to write back (the caller saves it with the batch's).
     pub tombstone: SubjectState,
 }
@@ -115,34 +108,93 @@ pub fn plan<'a>(
     cause: Cause,
     when: When<'_>,
 ) -> Planned<'a> {
-    let statements = vec![
-        person.delete_statement(),
-        // Locks the rows first, so an e-mail being sent finishes before
-        // they go; the ids are those of the `.eml` copies to delete.
-        Statement::new(
-            "SELECT id FROM email_outbox WHERE subject_key = $1 FOR UPDATE",
-            vec![Box::new(subject.as_bytes())],
-        )
-        .yielding(Yields::ErasedOutbox),
-        // A sent row keeps no address (`outbox::mark_sent`).
-        Statement::new(
-            "DELETE FROM email_outbox WHERE subject_key = $1 AND status <> 'sent'",
-            vec![Box::new(subject.as_bytes())],
-        ),
-        Statement::new(
-            "INSERT INTO erasure_log (subject_key, source, cause) VALUES ($1, $2, $3)",
-            vec![
-                Box::new(subject.as_bytes()),
-                Box::new(person.source().as_str()),
-                Box::new(cause.as_str()),
-            ],
-        ),
-    ];
     Planned {
-        statements,
+        row: Row {
+            person,
+            subject,
+            cause,
+        },
         tombstone: tombstone(state, cause, when),
     }
 }
+
+/// The statements that erase `rows`, any number of subjects at once: a
+/// statement per table, not per subject. Rows of one subject named twice
+/// are deleted once and logged twice (harmless).
+pub fn statements<'a>(rows: &[Row<'a>]) -> Vec<Statement<'a>> {
+    let mut applicants: Vec<&'a str> = Vec::new();
+    let (mut webhooks, mut users): (Vec<Uuid>, Vec<Uuid>) = (Vec::new(), Vec::new());
+    for row in rows {
+        match row.person {
+            Person::Lt { user_id } => applicants.push(user_id),
+            Person::Lina { webhook, user } => {
+                webhooks.push(*webhook);
+                users.push(*user);
+            }
+        }
+    }
+    let subjects = || -> Vec<&'a [u8]> { rows.iter().map(|row| row.subject.as_bytes()).collect() };
+    let mut statements = Vec::with_capacity(5);
+    if !applicants.is_empty() {
+        statements.push(
+            Statement::new(DELETE_APPLICATIONS, vec![Box::new(applicants)])
+                .planned_each_time(&[Type::TEXT_ARRAY])
+                .yielding(Yields::ErasedRows),
+        );
+    }
+    if !webhooks.is_empty() {
+        statements.push(
+            Statement::new(DELETE_EMPLOYEES, vec![Box::new(webhooks), Box::new(users)])
+                .planned_each_time(&[Type::UUID_ARRAY, Type::UUID_ARRAY])
+                .yielding(Yields::ErasedRows),
+        );
+    }
+    // Locks the rows first, so an e-mail being sent finishes before they
+    // go; the ids are those of the `.eml` copies to delete.
+    statements.push(
+        Statement::new(LOCK_EMAILS, vec![Box::new(subjects())])
+            .planned_each_time(&[Type::BYTEA_ARRAY])
+            .yielding(Yields::ErasedOutbox),
+    );
+    // A sent row keeps no address (`outbox::mark_sent`).
+    statements.push(
+        Statement::new(DELETE_UNSENT_EMAILS, vec![Box::new(subjects())])
+            .planned_each_time(&[Type::BYTEA_ARRAY]),
+    );
+    statements.push(Statement::new(
+        LOG,
+        vec![
+            Box::new(subjects()),
+            Box::new(
+                rows.iter()
+                    .map(|row| row.person.source().as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(
+                rows.iter()
+                    .map(|row| row.cause.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+        ],
+    ));
+    statements
+}
+
+// Statements that look rows up by an array of keys are planned at each
+// execution (`Statement::planned_each_time`).
+const DELETE_APPLICATIONS: &str =
+    "DELETE FROM lt_application WHERE mydatashare_user_id = ANY($1) RETURNING 1";
+const DELETE_EMPLOYEES: &str = "
+    DELETE FROM lina_employee AS e
+    USING unnest($1::uuid[], $2::uuid[]) AS p(webhook, user_uuid)
+    WHERE e.webhook = p.webhook AND e.user_uuid = p.user_uuid
+    RETURNING 1";
+const LOCK_EMAILS: &str = "SELECT id FROM email_outbox WHERE subject_key = ANY($1) FOR UPDATE";
+const DELETE_UNSENT_EMAILS: &str =
+    "DELETE FROM email_outbox WHERE subject_key = ANY($1) AND status <> 'sent'";
+const LOG: &str = "
+    INSERT INTO erasure_log (subject_key, source, cause)
+    SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[])";
 
 /// The subject's state once erased; its order key by cause (module note).
 fn tombstone(state: &SubjectState, cause: Cause, when: When<'_>) -> SubjectState {
@@ -173,7 +225,7 @@ impl Erased {
     /// leave a copy of an erased person behind. If the transaction fails
     /// instead, the erasure is tried again (a batch) or the command fails
     /// (an admin erasure) — a copy deleted early costs nothing.
-    pub fn note(&mut self, yields: Yields, rows: &[Row], mailer: &Mailer) {
+    pub fn note(&mut self, yields: Yields, rows: &[tokio_postgres::Row], mailer: &Mailer) {
         match yields {
             Yields::ErasedRows => self.rows += rows.len() as u64,
             Yields::ErasedOutbox => {
@@ -205,16 +257,17 @@ pub async fn erase_now(
         .collect();
     let states = subject_state::lock(transaction, &subjects).await?;
     let now = now_key(transaction, margin).await?;
-    let mut statements = Vec::new();
+    let mut rows = Vec::with_capacity(people.len());
     let mut tombstones = Vec::with_capacity(people.len());
     for (person, key) in people {
         let state = states
             .get(key)
             .ok_or_else(|| JobError::Transient("a subject to erase was not locked".into()))?;
         let planned = plan(person, key, state, cause, When::Now(now));
-        statements.extend(planned.statements);
+        rows.push(planned.row);
         tombstones.push((key, planned.tombstone));
     }
+    let mut owned = statements(&rows);
     // A subject named twice is erased twice (harmless): its last tombstone wins.
     tombstones.sort_by_key(|(key, _)| **key);
     tombstones.dedup_by_key(|(key, _)| **key);
@@ -223,9 +276,9 @@ pub async fn erase_now(
         .map(|(key, state)| (*key, state))
         .collect();
     if !finals.is_empty() {
-        statements.push(subject_state::save_statement(&finals));
+        owned.push(subject_state::save_statement(&finals));
     }
-    let statements: Vec<&Statement<'_>> = statements.iter().collect();
+    let statements: Vec<&Statement<'_>> = owned.iter().collect();
     let rows = pipeline::send_all(transaction, &statements).await?;
     let mut erased = Erased::default();
     for (statement, rows) in statements.iter().zip(&rows) {

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod erasure;
 pub mod hash_key;
 pub mod jobs;
+pub mod json_text;
 pub mod pipeline;
 pub mod subject_state;
 

@@ -1,15 +1,21 @@
 //! A LINA consent: upsert the employee's master data for that store.
 
+use chrono::{DateTime, Utc};
 use common::Envelope;
 use common::senders::lina::LinaConsent;
+use common::subject::SubjectKey;
 
-use crate::apply::pipeline::Statement;
+use crate::apply::json_text::JsonText;
+use crate::apply::pipeline::{Param, Statement};
 use crate::error::JobError;
 
-const UPSERT: &str = "
+/// The consents of different employees in one statement (see
+/// `jobs::statements`).
+const UPSERT_ALL: &str = "
     INSERT INTO lina_employee
         (webhook, user_uuid, first_name, last_name, email, bereich, data, consented_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::jsonb[], $8::timestamptz[])
     ON CONFLICT (webhook, user_uuid) DO UPDATE SET
         first_name = EXCLUDED.first_name,
         last_name = EXCLUDED.last_name,
@@ -18,20 +24,53 @@ const UPSERT: &str = "
         data = EXCLUDED.data,
         updated_at = now()";
 
-pub fn statement<'a>(envelope: &Envelope, consent: &'a LinaConsent) -> Statement<'a> {
-    Statement::new(
-        UPSERT,
-        vec![
-            Box::new(&consent.webhook),
-            Box::new(&consent.user),
-            Box::new(&consent.first_name),
-            Box::new(&consent.last_name),
-            Box::new(&consent.email),
-            Box::new(&consent.bereich),
-            Box::new(&consent.data),
-            Box::new(envelope.received_at),
-        ],
-    )
+/// One employee's consent, as the batch will write it (no `Debug`: it
+/// holds personal data).
+pub struct ConsentRow<'a> {
+    pub subject: &'a SubjectKey,
+    consent: &'a LinaConsent,
+    /// The whole call as LINA sent it.
+    data: JsonText<'a>,
+    received_at: DateTime<Utc>,
+}
+
+pub fn row<'a>(
+    envelope: &'a Envelope,
+    subject: &'a SubjectKey,
+    consent: &'a LinaConsent,
+) -> ConsentRow<'a> {
+    ConsentRow {
+        subject,
+        consent,
+        data: JsonText(&envelope.body),
+        received_at: envelope.received_at,
+    }
+}
+
+/// One statement for the consents of different employees.
+pub fn upsert_all<'a>(rows: &[ConsentRow<'a>]) -> Statement<'a> {
+    let column = |field: fn(&'a LinaConsent) -> Option<&'a str>| -> Param<'a> {
+        Box::new(
+            rows.iter()
+                .map(|row| field(row.consent))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let params: Vec<Param<'a>> = vec![
+        Box::new(
+            rows.iter()
+                .map(|row| row.consent.webhook)
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(rows.iter().map(|row| row.consent.user).collect::<Vec<_>>()),
+        column(|consent| consent.first_name.as_deref()),
+        column(|consent| consent.last_name.as_deref()),
+        column(|consent| consent.email.as_deref()),
+        column(|consent| consent.bereich.as_deref()),
+        Box::new(rows.iter().map(|row| row.data).collect::<Vec<_>>()),
+        Box::new(rows.iter().map(|row| row.received_at).collect::<Vec<_>>()),
+    ];
+    Statement::new(UPSERT_ALL, params)
 }
 
 /// An event naming a store we never registered is not applied blindly:

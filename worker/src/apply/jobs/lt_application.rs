@@ -11,10 +11,12 @@
 use chrono::{DateTime, Utc};
 use common::Envelope;
 use common::senders::lt::LtPayload;
+use common::subject::SubjectKey;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Prepared, Rules};
+use crate::apply::json_text::JsonText;
 use crate::apply::pipeline::{Param, Statement, Yields};
 use crate::email::language_of;
 use crate::error::JobError;
@@ -49,21 +51,22 @@ const UPSERT_AND_ACKNOWLEDGE: &str = "
 /// One person's application, as the batch will write it (no `Debug`: it
 /// holds personal data).
 pub struct ApplicationRow<'a> {
-    pub user_id: &'a str,
+    pub subject: &'a SubjectKey,
+    user_id: &'a str,
     email: &'a str,
     status: &'static str,
-    profile: &'a Value,
+    /// The whole profile as LT sent it.
+    profile: JsonText<'a>,
     received_at: DateTime<Utc>,
     /// The acknowledgement's id, used only if the upsert creates the row.
     outbox_id: Uuid,
-    subject: &'a [u8],
     language: &'static str,
     first_name: Option<&'a str>,
 }
 
 pub fn row<'a>(
     rules: &Rules<'_>,
-    envelope: &Envelope,
+    envelope: &'a Envelope,
     prepared: &'a Prepared,
     payload: &'a LtPayload,
 ) -> Result<ApplicationRow<'a>, JobError> {
@@ -77,13 +80,13 @@ pub fn row<'a>(
         .and_then(Value::as_str)
         .filter(|name| !name.trim().is_empty());
     Ok(ApplicationRow {
+        subject: &prepared.subject,
         user_id: &payload.user_id,
         email,
         status: payload.status.as_str(),
-        profile: &payload.profile,
+        profile: JsonText(&envelope.body),
         received_at: envelope.received_at,
         outbox_id: rules.ids.next_id(),
-        subject: prepared.subject.as_bytes(),
         language: language_of(&payload.profile, rules.language_pointer),
         first_name,
     })
@@ -99,7 +102,11 @@ pub fn upsert_all<'a>(rows: &[ApplicationRow<'a>]) -> Statement<'a> {
         Box::new(rows.iter().map(|row| row.profile).collect::<Vec<_>>()),
         Box::new(rows.iter().map(|row| row.received_at).collect::<Vec<_>>()),
         Box::new(rows.iter().map(|row| row.outbox_id).collect::<Vec<_>>()),
-        Box::new(rows.iter().map(|row| row.subject).collect::<Vec<_>>()),
+        Box::new(
+            rows.iter()
+                .map(|row| row.subject.as_bytes())
+                .collect::<Vec<_>>(),
+        ),
         Box::new(rows.iter().map(|row| row.language).collect::<Vec<_>>()),
         Box::new(rows.iter().map(|row| row.first_name).collect::<Vec<_>>()),
     ];
