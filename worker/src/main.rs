@@ -17,8 +17,21 @@ use intake_worker::settings::WorkerArgs;
 use intake_worker::startup::Worker;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Blocking threads write the embedded mailer's `.eml` copies (tokio::fs),
+        // one per e-mail of a chunk at once: tokio's default of up to 512 gave
+        // 36 threads in a drain, each keeping an allocator cache of its own
+        // (RSS, BENCHMARKS.md). A few are as fast for small files.
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()?
+        .block_on(run())
+}
+
+const BLOCKING_THREADS: usize = 4;
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
     match command {

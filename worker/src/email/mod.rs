@@ -18,7 +18,7 @@ mod templates;
 
 pub use jobs::{job_body, outbox_id_of_job, publish_jobs};
 pub use mailer::Mailer;
-pub use settings::{MailArgs, MailSettings, SmtpSettings};
+pub use settings::{DEFAULT_CONCURRENCY, MailArgs, MailSettings, SmtpSettings};
 pub use smtp_tls::{ClientIdentity, SmtpTls};
 pub use templates::{Rendered, TemplateError, Templates, language_of};
 
