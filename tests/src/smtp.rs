@@ -194,7 +194,7 @@ fn serve(listener: TcpListener, refused: &[&str], ssl: SslConfig) -> Arc<Mutex<V
         .with_ssl(ssl)
         .unwrap()
         // One thread per connection a sender's pool may open (the worker's
-        // default is 16; `bench email --concurrency` goes higher). A
+        // default is 32; `bench email --concurrency` goes higher). A
         // connection beyond them waits unserved until the client times out.
         .with_num_threads(64)
         .with_tcp_listener(listener);

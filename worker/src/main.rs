@@ -23,13 +23,15 @@ fn main() -> anyhow::Result<()> {
         // Blocking threads write the embedded mailer's `.eml` copies (tokio::fs),
         // one per e-mail of a chunk at once: tokio's default of up to 512 gave
         // 36 threads in a drain, each keeping an allocator cache of its own
-        // (RSS, BENCHMARKS.md). A few are as fast for small files.
+        // (RSS, BENCHMARKS.md). They also resolve host names (PostgreSQL,
+        // the broker, the relay), so enough stay free for a reconnect while
+        // a chunk's files are written.
         .max_blocking_threads(BLOCKING_THREADS)
         .build()?
         .block_on(run())
 }
 
-const BLOCKING_THREADS: usize = 4;
+const BLOCKING_THREADS: usize = 16;
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();

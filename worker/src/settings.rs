@@ -81,9 +81,9 @@ pub struct WorkerArgs {
     /// channel and no redelivery counts against the queue's delivery limit; keep it below that
     #[arg(long, env = "INTAKE_HOLD_REQUEUE_AFTER", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
     pub hold_requeue_after: Duration,
-    /// Database connections per worker process. Unset: 2 × consumers + e-mail concurrency + 8,
-    /// room for every consumer's batch, the background noting of published e-mail jobs,
-    /// the e-mail sender, the sweeper and retention, so no batch waits for a connection
+    /// Database connections per worker process. Unset: 2 × consumers + 20, room for every
+    /// consumer's batch, the background noting of published e-mail jobs (16), the e-mail
+    /// sender (2), the sweeper and retention, so no batch waits for a connection
     #[arg(long, env = "INTAKE_DATABASE_POOL_SIZE", global = true)]
     pub database_pool_size: Option<usize>,
     /// How often pending e-mails whose job was never published are looked for
@@ -104,6 +104,13 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+/// Database connections a worker needs besides its consumers' batches:
+/// the background noting of published e-mail jobs (`BACKGROUND_SLOTS`),
+/// the e-mail sender (one per chunk, two while a held row waits), the
+/// outbox sweeper and retention. It does not grow with the e-mail
+/// concurrency: a chunk of e-mails shares one transaction.
+const POOL_BESIDES_BATCHES: usize = crate::startup::BACKGROUND_SLOTS + 2 + 2;
 
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
@@ -187,7 +194,7 @@ impl WorkerArgs {
         let consumers = self.consumers.max(1);
         let database_pool_size = self
             .database_pool_size
-            .unwrap_or(2 * consumers + mail.concurrency + 8);
+            .unwrap_or(2 * consumers + POOL_BESIDES_BATCHES);
         if self.prefetch == 0 || self.batch_size == 0 || database_pool_size == 0 {
             return Err(invalid(
                 "INTAKE_PREFETCH / INTAKE_BATCH_SIZE / INTAKE_DATABASE_POOL_SIZE",

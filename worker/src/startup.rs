@@ -29,7 +29,7 @@ use crate::settings::WorkerSettings;
 const CONSUMED_QUEUES: [WorkQueue; 3] = [WorkQueue::Lt, WorkQueue::Lina, WorkQueue::Email];
 
 /// Committed batches whose e-mail jobs may be publishing at once.
-const BACKGROUND_SLOTS: usize = 16;
+pub const BACKGROUND_SLOTS: usize = 16;
 
 /// How long in-flight batches may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

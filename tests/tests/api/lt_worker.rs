@@ -144,6 +144,49 @@ async fn a_batch_of_deliveries_is_applied_in_one_transaction_and_acked_together(
     assert_eq!(app.depth(WorkQueue::Lt).await, 0);
 }
 
+/// As an older gateway quarantined a call (the mark kept) and a replay now
+/// brings it back: the worker reads it as the parsers do, without the mark,
+/// and so does PostgreSQL, which refuses a mark in jsonb.
+#[tokio::test]
+async fn an_event_that_still_carries_a_byte_order_mark_is_applied() {
+    use common::{Envelope, EventKind};
+    let app = spawn_app().await;
+    let store: uuid::Uuid = "48138367-3eba-4772-b2bf-6bbd11840efb".parse().unwrap();
+    app.add_store(&store.to_string()).await;
+    let lt = format!("\u{feff}{}", example("lt/new.json"));
+    let lina = format!(
+        "\u{feff}{}",
+        r#"{"webhook":"48138367-3eba-4772-b2bf-6bbd11840efb","userUuid":"c6425258-a870-498d-8173-6c2341c934e0","userName":"Weiß"}"#
+    );
+    app.publish(&Envelope::new(
+        EventKind::LtApplication,
+        None,
+        lt.into_bytes(),
+    ))
+    .await;
+    app.publish(&Envelope::new(
+        EventKind::LinaConsent,
+        Some(store),
+        lina.into_bytes(),
+    ))
+    .await;
+    eventually("the application is stored", Duration::from_secs(10), || {
+        app.application(USER)
+    })
+    .await;
+    eventually(
+        "the employee is stored",
+        Duration::from_secs(10),
+        || async {
+            (app.count("SELECT count(*) FROM lina_employee WHERE last_name = 'Weiß'")
+                .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_body_with_a_utf8_byte_order_mark_is_accepted_and_stored_without_it() {
     use lapin::options::BasicGetOptions;

@@ -42,7 +42,7 @@ pub fn row<'a>(
     ConsentRow {
         subject,
         consent,
-        data: JsonText(&envelope.body),
+        data: JsonText::of_body(&envelope.body),
         received_at: envelope.received_at,
     }
 }

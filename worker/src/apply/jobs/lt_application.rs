@@ -3,10 +3,10 @@
 //! update for someone we never had, a re-application after a revocation),
 //! the acknowledgement e-mail is queued in the same statement (outbox).
 //!
-//! A batch upserts the applications of consecutive events in one statement
-//! as long as they concern different people (`upsert_all`): one statement
-//! cannot touch the same row twice, and the order between two events of
-//! the same person must stay theirs.
+//! A batch upserts the applications of different people in one statement
+//! (`upsert_all`, grouped by `jobs::statements`): one statement cannot
+//! touch the same row twice, and the order between two events of the same
+//! person must stay theirs.
 
 use chrono::{DateTime, Utc};
 use common::Envelope;
@@ -84,7 +84,7 @@ pub fn row<'a>(
         user_id: &payload.user_id,
         email,
         status: payload.status.as_str(),
-        profile: JsonText(&envelope.body),
+        profile: JsonText::of_body(&envelope.body),
         received_at: envelope.received_at,
         outbox_id: rules.ids.next_id(),
         language: language_of(&payload.profile, rules.language_pointer),
