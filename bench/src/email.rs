@@ -52,8 +52,8 @@ pub async fn run(args: EmailArgs) -> anyhow::Result<()> {
     // INTAKE_EMAIL_CONCURRENCY), not the tests' smaller ones: the e-mail
     // queue's one consumer sends each batch in chunks of the concurrency.
     let mut settings = app.worker_settings();
-    settings.prefetch = 256;
-    settings.batch_size = 128;
+    settings.prefetch = worker::settings::DEFAULT_PREFETCH;
+    settings.batch_size = worker::settings::DEFAULT_BATCH_SIZE;
     settings.mail.concurrency = args
         .concurrency
         .unwrap_or(worker::email::DEFAULT_CONCURRENCY);

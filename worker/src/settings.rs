@@ -33,10 +33,10 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub amqp: AmqpArgs,
     /// Deliveries a consumer holds unacknowledged at once (bounds in-flight work)
-    #[arg(long, env = "INTAKE_PREFETCH", default_value_t = 256, global = true)]
+    #[arg(long, env = "INTAKE_PREFETCH", default_value_t = DEFAULT_PREFETCH, global = true)]
     pub prefetch: u16,
     /// Most deliveries applied in one database transaction and acked together
-    #[arg(long, env = "INTAKE_BATCH_SIZE", default_value_t = 128, global = true)]
+    #[arg(long, env = "INTAKE_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, global = true)]
     pub batch_size: usize,
     /// How long a batch waits for more deliveries after its first
     #[arg(long, env = "INTAKE_BATCH_LINGER", default_value = "5ms", value_parser = humantime::parse_duration, global = true)]
@@ -104,6 +104,11 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+/// `INTAKE_PREFETCH`'s default.
+pub const DEFAULT_PREFETCH: u16 = 256;
+/// `INTAKE_BATCH_SIZE`'s default.
+pub const DEFAULT_BATCH_SIZE: usize = 128;
 
 /// Database connections a worker needs besides its consumers' batches:
 /// the background noting of published e-mail jobs (`BACKGROUND_SLOTS`),

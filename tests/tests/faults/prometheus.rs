@@ -134,14 +134,18 @@ impl Prometheus {
             .unwrap_or_default())
     }
 
-    async fn metric_names(&self) -> BTreeSet<String> {
-        let answer: Value = reqwest::get(format!("{}/api/v1/label/__name__/values", self.url))
+    /// The JSON answer of an API path (`/api/v1/…`).
+    async fn get(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.url))
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        answer["data"]
+            .unwrap()
+    }
+
+    async fn metric_names(&self) -> BTreeSet<String> {
+        self.get("/api/v1/label/__name__/values").await["data"]
             .as_array()
             .unwrap()
             .iter()
@@ -151,13 +155,7 @@ impl Prometheus {
 
     /// The firing alerts named `name`, with their labels.
     async fn firing(&self, name: &str) -> Vec<Value> {
-        let answer: Value = reqwest::get(format!("{}/api/v1/alerts", self.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["data"]["alerts"]
+        self.get("/api/v1/alerts").await["data"]["alerts"]
             .as_array()
             .unwrap()
             .iter()

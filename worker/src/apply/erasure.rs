@@ -133,7 +133,7 @@ pub fn statements<'a>(rows: &[Row<'a>]) -> Vec<Statement<'a>> {
             }
         }
     }
-    let subjects = || -> Vec<&'a [u8]> { rows.iter().map(|row| row.subject.as_bytes()).collect() };
+    let subjects: Vec<&'a [u8]> = rows.iter().map(|row| row.subject.as_bytes()).collect();
     let mut statements = Vec::with_capacity(5);
     if !applicants.is_empty() {
         statements.push(
@@ -152,19 +152,19 @@ pub fn statements<'a>(rows: &[Row<'a>]) -> Vec<Statement<'a>> {
     // Locks the rows first, so an e-mail being sent finishes before they
     // go; the ids are those of the `.eml` copies to delete.
     statements.push(
-        Statement::new(LOCK_EMAILS, vec![Box::new(subjects())])
+        Statement::new(LOCK_EMAILS, vec![Box::new(subjects.clone())])
             .planned_each_time(&[Type::BYTEA_ARRAY])
             .yielding(Yields::ErasedOutbox),
     );
     // A sent row keeps no address (`outbox::mark_sent`).
     statements.push(
-        Statement::new(DELETE_UNSENT_EMAILS, vec![Box::new(subjects())])
+        Statement::new(DELETE_UNSENT_EMAILS, vec![Box::new(subjects.clone())])
             .planned_each_time(&[Type::BYTEA_ARRAY]),
     );
     statements.push(Statement::new(
         LOG,
         vec![
-            Box::new(subjects()),
+            Box::new(subjects),
             Box::new(
                 rows.iter()
                     .map(|row| row.person.source().as_str())
