@@ -4,7 +4,7 @@
 //! parses the stored profile again).
 #![no_main]
 
-use common::senders::json::contains_nul;
+use common::senders::json::{Json, contains_nul};
 use common::senders::lt::{self, LtPayload, LtStatus, MAX_USER_ID_LEN};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -23,14 +23,29 @@ fn check_accepted(body: &[u8], payload: &LtPayload) {
     // The gateway stores the body without a byte-order mark.
     let plain: Value = serde_json::from_slice(common::senders::json::without_bom(body))
         .expect("accepted bodies are JSON");
-    assert_eq!(plain, payload.profile, "kept as serde_json reads it");
+    assert_eq!(
+        plain,
+        payload.profile.to_value(),
+        "kept as serde_json reads it"
+    );
     assert!(!contains_nul(&payload.profile), "no NUL reaches PostgreSQL");
+    // The body hash's input, as it was taken over the parsed `Value`.
+    let mut canonical = Vec::new();
+    payload.profile.write_canonical(&mut canonical);
+    assert_eq!(
+        canonical,
+        serde_json::to_vec(&plain).expect("a Value serialises"),
+        "the canonical form is serde_json's"
+    );
 
     let user_id = &payload.user_id;
     assert!(!user_id.trim().is_empty() && user_id.chars().count() <= MAX_USER_ID_LEN);
     assert_eq!(
-        payload.profile["mydatashare_user_id"],
-        payload.user_id.as_str()
+        payload
+            .profile
+            .get("mydatashare_user_id")
+            .and_then(Json::as_str),
+        Some(payload.user_id.as_str())
     );
     match payload.status {
         LtStatus::Revoked => assert_eq!(payload.email, None),
@@ -41,14 +56,17 @@ fn check_accepted(body: &[u8], payload: &LtPayload) {
                 .expect("an application has an e-mail");
             assert!(!email.trim().is_empty());
             assert_eq!(
-                payload.profile.pointer(EMAIL_POINTER),
-                Some(&Value::from(email))
+                payload
+                    .profile
+                    .pointer(EMAIL_POINTER)
+                    .and_then(Json::as_str),
+                Some(email)
             );
         }
     }
 
     // What the worker reads back (the profile re-serialised, as the jsonb
     // column returns it) is accepted as the same payload.
-    let stored = serde_json::to_vec(&payload.profile).expect("a Value serialises");
+    let stored = serde_json::to_vec(&plain).expect("a Value serialises");
     assert_eq!(lt::parse(&stored, EMAIL_POINTER).as_ref(), Ok(payload));
 }

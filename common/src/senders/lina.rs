@@ -6,16 +6,17 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::json::{self, JsonError, contains_nul, contains_unstorable_number};
+use super::json::{self, Json, JsonError, contains_nul, contains_unstorable_number};
 
+/// A validated LINA call, borrowing from the body it was read from.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LinaPayload {
-    Consent(LinaConsent),
+pub enum LinaPayload<'a> {
+    Consent(LinaConsent<'a>),
     Withdrawal { webhook: Uuid, user: Uuid },
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct LinaConsent {
+pub struct LinaConsent<'a> {
     pub webhook: Uuid,
     pub user: Uuid,
     /// `userVorname`
@@ -27,10 +28,10 @@ pub struct LinaConsent {
     /// `bereich`: department or area
     pub bereich: Option<String>,
     /// The whole body as sent.
-    pub data: Value,
+    pub data: Json<'a>,
 }
 
-impl LinaPayload {
+impl LinaPayload<'_> {
     pub fn webhook(&self) -> Uuid {
         match self {
             LinaPayload::Consent(consent) => consent.webhook,
@@ -93,27 +94,27 @@ impl LinaPayloadError {
 
 const NAMED_FIELDS: [&str; 4] = ["userVorname", "userName", "userEmail", "bereich"];
 
-pub fn parse(body: &[u8]) -> Result<LinaPayload, LinaPayloadError> {
+pub fn parse(body: &[u8]) -> Result<LinaPayload<'_>, LinaPayloadError> {
     validate(json_value(body)?)
 }
 
 /// A call as the gateway sees it, its body parsed once: what it is meant
 /// as and which store it names (kept with a quarantined copy too, so a
 /// replay reaches the right job), and whether it is valid.
-pub struct LinaCall {
+pub struct LinaCall<'a> {
     pub withdrawal: bool,
     pub webhook: Option<Uuid>,
-    pub payload: Result<LinaPayload, LinaPayloadError>,
+    pub payload: Result<LinaPayload<'a>, LinaPayloadError>,
 }
 
-pub fn read_call(body: &[u8]) -> LinaCall {
+pub fn read_call(body: &[u8]) -> LinaCall<'_> {
     let (hints, payload) = match json_value(body) {
-        Ok(value) => (hints(&value), validate(value)),
+        Ok(json) => (hints(&json), validate(json)),
         // Not JSON we accept (a duplicate key, say): a lenient reading gives
         // the hints for the quarantined copy, nothing more.
         Err(error) => (
             serde_json::from_slice::<Value>(body)
-                .map(|value| hints(&value))
+                .map(|value| lenient_hints(&value))
                 .unwrap_or_default(),
             Err(error),
         ),
@@ -126,43 +127,60 @@ pub fn read_call(body: &[u8]) -> LinaCall {
 }
 
 /// Whether a call is meant as a withdrawal, and the store it names.
-fn hints(value: &Value) -> (bool, Option<Uuid>) {
+fn hints(json: &Json<'_>) -> (bool, Option<Uuid>) {
+    let withdrawal = json.get("delete").and_then(Json::as_bool).unwrap_or(false);
+    (
+        withdrawal,
+        uuid_field(json.get("webhook").and_then(Json::as_str)),
+    )
+}
+
+/// The same hints from a body read leniently (a refused one).
+fn lenient_hints(value: &Value) -> (bool, Option<Uuid>) {
     let withdrawal = value
         .get("delete")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    (withdrawal, uuid_field(value.get("webhook")))
+    (
+        withdrawal,
+        uuid_field(value.get("webhook").and_then(Value::as_str)),
+    )
 }
 
-fn json_value(body: &[u8]) -> Result<Value, LinaPayloadError> {
+fn json_value(body: &[u8]) -> Result<Json<'_>, LinaPayloadError> {
     json::parse(body).map_err(|error| match error {
         JsonError::Invalid => LinaPayloadError::InvalidJson,
         JsonError::DuplicateKey => LinaPayloadError::DuplicateKey,
     })
 }
 
-fn validate(data: Value) -> Result<LinaPayload, LinaPayloadError> {
-    let fields = data.as_object().ok_or(LinaPayloadError::NotAnObject)?;
-    let webhook = uuid_field(fields.get("webhook")).ok_or(LinaPayloadError::InvalidWebhook)?;
-    let user = uuid_field(fields.get("userUuid")).ok_or(LinaPayloadError::InvalidUserUuid)?;
+fn validate(data: Json<'_>) -> Result<LinaPayload<'_>, LinaPayloadError> {
+    if !data.is_object() {
+        return Err(LinaPayloadError::NotAnObject);
+    }
+    let field = |name: &str| data.get(name);
+    let webhook = uuid_field(field("webhook").and_then(Json::as_str))
+        .ok_or(LinaPayloadError::InvalidWebhook)?;
+    let user = uuid_field(field("userUuid").and_then(Json::as_str))
+        .ok_or(LinaPayloadError::InvalidUserUuid)?;
     if contains_nul(&data) {
         return Err(LinaPayloadError::UnstorableText);
     }
     if contains_unstorable_number(&data) {
         return Err(LinaPayloadError::UnstorableNumber);
     }
-    let delete = match fields.get("delete") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(delete)) => *delete,
+    let delete = match field("delete") {
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(delete)) => *delete,
         Some(_) => return Err(LinaPayloadError::InvalidDelete),
     };
     if delete {
         return Ok(LinaPayload::Withdrawal { webhook, user });
     }
     let text = |name: &str| -> Result<Option<String>, LinaPayloadError> {
-        match fields.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.clone())),
+        match field(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(text)) => Ok(Some(text.to_string())),
             Some(_) => Err(LinaPayloadError::InvalidField),
         }
     };
@@ -178,8 +196,8 @@ fn validate(data: Value) -> Result<LinaPayload, LinaPayloadError> {
     }))
 }
 
-fn uuid_field(value: Option<&Value>) -> Option<Uuid> {
-    Uuid::parse_str(value?.as_str()?).ok()
+fn uuid_field(text: Option<&str>) -> Option<Uuid> {
+    Uuid::parse_str(text?).ok()
 }
 
 #[cfg(test)]
@@ -197,14 +215,18 @@ mod tests {
 
     #[test]
     fn a_consent_keeps_every_field_as_sent() {
-        let Ok(LinaPayload::Consent(consent)) = parse(consent(r#","shift":"late""#).as_bytes())
-        else {
+        let body = consent(r#","shift":"late""#);
+        let Ok(LinaPayload::Consent(consent)) = parse(body.as_bytes()) else {
             panic!("a valid consent");
         };
         assert_eq!(consent.first_name.as_deref(), Some("Jürgen"));
         assert_eq!(consent.last_name.as_deref(), Some("Weiß"));
         assert_eq!(consent.bereich.as_deref(), Some("Küche"));
-        assert_eq!(consent.data["shift"], "late", "unknown fields are kept");
+        assert_eq!(
+            consent.data.get("shift").and_then(Json::as_str),
+            Some("late"),
+            "unknown fields are kept"
+        );
     }
 
     #[test]

@@ -2,9 +2,7 @@
 //! (`mydatashare_user_id`; an e-mail unless revoked); everything else is kept
 //! as received.
 
-use serde_json::Value;
-
-use super::json::{self, JsonError, contains_nul, contains_unstorable_number};
+use super::json::{self, Json, JsonError, contains_nul, contains_unstorable_number};
 
 /// Longest `mydatashare_user_id` we accept, in characters (as JSON Schema's
 /// `maxLength` counts, so openapi/intake.yaml can state the rule exactly); LT's
@@ -21,8 +19,8 @@ pub enum LtStatus {
 }
 
 impl LtStatus {
-    fn from_payload(status: Option<&Value>) -> LtStatus {
-        match status.and_then(Value::as_str) {
+    fn from_payload(status: Option<&Json<'_>>) -> LtStatus {
+        match status.and_then(Json::as_str) {
             Some("updated") => LtStatus::Updated,
             Some("revoked") => LtStatus::Revoked,
             _ => LtStatus::New,
@@ -38,17 +36,17 @@ impl LtStatus {
     }
 }
 
-/// A validated LT payload.
+/// A validated LT payload, borrowing from the body it was read from.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LtPayload {
+pub struct LtPayload<'a> {
     pub user_id: String,
     pub status: LtStatus,
     /// Present unless the status is `revoked`.
     pub email: Option<String>,
-    pub profile: Value,
+    pub profile: Json<'a>,
 }
 
-impl LtPayload {
+impl LtPayload<'_> {
     pub fn is_revocation(&self) -> bool {
         self.status == LtStatus::Revoked
     }
@@ -94,15 +92,17 @@ impl LtPayloadError {
 
 /// Parses and validates an LT body; `email_pointer` is a JSON pointer
 /// (`INTAKE_LT_EMAIL_POINTER`, default `/email`).
-pub fn parse(body: &[u8], email_pointer: &str) -> Result<LtPayload, LtPayloadError> {
+pub fn parse<'a>(body: &'a [u8], email_pointer: &str) -> Result<LtPayload<'a>, LtPayloadError> {
     let profile = json::parse(body).map_err(|error| match error {
         JsonError::Invalid => LtPayloadError::InvalidJson,
         JsonError::DuplicateKey => LtPayloadError::DuplicateKey,
     })?;
-    let fields = profile.as_object().ok_or(LtPayloadError::NotAnObject)?;
-    let user_id = match fields.get("mydatashare_user_id") {
-        None | Some(Value::Null) => return Err(LtPayloadError::MissingUserId),
-        Some(Value::String(id)) if valid_user_id(id) => id.clone(),
+    if !profile.is_object() {
+        return Err(LtPayloadError::NotAnObject);
+    }
+    let user_id = match profile.get("mydatashare_user_id") {
+        None | Some(Json::Null) => return Err(LtPayloadError::MissingUserId),
+        Some(Json::String(id)) if valid_user_id(id) => id.to_string(),
         Some(_) => return Err(LtPayloadError::InvalidUserId),
     };
     if contains_nul(&profile) {
@@ -111,13 +111,13 @@ pub fn parse(body: &[u8], email_pointer: &str) -> Result<LtPayload, LtPayloadErr
     if contains_unstorable_number(&profile) {
         return Err(LtPayloadError::UnstorableNumber);
     }
-    let status = LtStatus::from_payload(fields.get("status"));
+    let status = LtStatus::from_payload(profile.get("status"));
     let email = match status {
         LtStatus::Revoked => None,
         LtStatus::New | LtStatus::Updated => Some(
             profile
                 .pointer(email_pointer)
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .filter(|email| !email.trim().is_empty())
                 .ok_or(LtPayloadError::MissingEmail)?
                 .to_owned(),
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(payload.user_id, "u1");
         assert_eq!(payload.status, LtStatus::New);
         assert_eq!(payload.email.as_deref(), Some("a@b.fi"));
-        assert_eq!(payload.profile["x"][0], 1);
+        assert_eq!(payload.profile.to_value()["x"][0], 1);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct Applied {
 }
 
 /// An event of the batch, with its envelope.
-pub type PreparedEvent<'a> = (&'a Envelope, Prepared);
+pub type PreparedEvent<'a> = (&'a Envelope, Prepared<'a>);
 
 /// Applies the prepared events (one result each, in order) and commits.
 /// `Err` means nothing was committed: the whole batch is to be tried again.

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
+use common::senders::json::Json;
 use minijinja::{Environment, context};
-use serde_json::Value;
 
 pub const LANGUAGES: [&str; 3] = ["fi", "sv", "en"];
 
@@ -135,10 +135,10 @@ impl Templates {
 
 /// The applicant's language from their profile: `fi`, `sv` or `en`
 /// (`fi-FI`, `SV` and the like included); anything else is Finnish.
-pub fn language_of(profile: &Value, pointer: &str) -> &'static str {
+pub fn language_of(profile: &Json<'_>, pointer: &str) -> &'static str {
     let given = profile
         .pointer(pointer)
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .map(|text| text.trim().to_ascii_lowercase())
         .unwrap_or_default();
     LANGUAGES
@@ -150,7 +150,6 @@ pub fn language_of(profile: &Value, pointer: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn every_language_renders_with_and_without_a_first_name()
@@ -180,12 +179,13 @@ mod tests {
 
     #[test]
     fn the_language_comes_from_the_profile_or_is_finnish() {
-        assert_eq!(language_of(&json!({"language": "sv"}), "/language"), "sv");
-        assert_eq!(
-            language_of(&json!({"language": "EN-gb"}), "/language"),
-            "en"
-        );
-        assert_eq!(language_of(&json!({"language": "de"}), "/language"), "fi");
-        assert_eq!(language_of(&json!({}), "/language"), "fi");
+        let language = |profile: &str| {
+            let profile = common::senders::json::parse(profile.as_bytes()).expect("JSON");
+            language_of(&profile, "/language")
+        };
+        assert_eq!(language(r#"{"language": "sv"}"#), "sv");
+        assert_eq!(language(r#"{"language": "EN-gb"}"#), "en");
+        assert_eq!(language(r#"{"language": "de"}"#), "fi");
+        assert_eq!(language("{}"), "fi");
     }
 }

@@ -28,7 +28,7 @@ const UPSERT_ALL: &str = "
 /// holds personal data).
 pub struct ConsentRow<'a> {
     pub subject: &'a SubjectKey,
-    consent: &'a LinaConsent,
+    consent: &'a LinaConsent<'a>,
     /// The whole call as LINA sent it.
     data: JsonText<'a>,
     received_at: DateTime<Utc>,
@@ -37,7 +37,7 @@ pub struct ConsentRow<'a> {
 pub fn row<'a>(
     envelope: &'a Envelope,
     subject: &'a SubjectKey,
-    consent: &'a LinaConsent,
+    consent: &'a LinaConsent<'a>,
 ) -> ConsentRow<'a> {
     ConsentRow {
         subject,
@@ -49,7 +49,7 @@ pub fn row<'a>(
 
 /// One statement for the consents of different employees.
 pub fn upsert_all<'a>(rows: &[ConsentRow<'a>]) -> Statement<'a> {
-    let column = |field: fn(&'a LinaConsent) -> Option<&'a str>| -> Param<'a> {
+    let column = |field: fn(&'a LinaConsent<'a>) -> Option<&'a str>| -> Param<'a> {
         Box::new(
             rows.iter()
                 .map(|row| field(row.consent))

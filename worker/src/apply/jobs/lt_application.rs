@@ -10,9 +10,9 @@
 
 use chrono::{DateTime, Utc};
 use common::Envelope;
+use common::senders::json::Json;
 use common::senders::lt::LtPayload;
 use common::subject::SubjectKey;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Prepared, Rules};
@@ -67,8 +67,8 @@ pub struct ApplicationRow<'a> {
 pub fn row<'a>(
     rules: &Rules<'_>,
     envelope: &'a Envelope,
-    prepared: &'a Prepared,
-    payload: &'a LtPayload,
+    prepared: &'a Prepared<'a>,
+    payload: &'a LtPayload<'a>,
 ) -> Result<ApplicationRow<'a>, JobError> {
     let email = payload
         .email
@@ -77,7 +77,7 @@ pub fn row<'a>(
     let first_name = payload
         .profile
         .pointer(rules.first_name_pointer)
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .filter(|name| !name.trim().is_empty());
     Ok(ApplicationRow {
         subject: &prepared.subject,

@@ -15,11 +15,11 @@ pub mod stores;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use common::senders::json::Json;
 use common::senders::lina::{self, LinaConsent, LinaPayload};
 use common::senders::lt::{self, LtPayload};
 use common::subject::SubjectKey;
 use common::{Envelope, EventKind, Source};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::apply::erasure::{self, Cause, Person, When};
@@ -59,19 +59,19 @@ impl Outcome {
     }
 }
 
-/// The work an event asks for, parsed.
+/// The work an event asks for, parsed (borrowing from the event's body).
 #[derive(Debug)]
-pub enum Job {
-    LtApplication(LtPayload),
-    LtRevocation(LtPayload),
-    LinaConsent(LinaConsent),
+pub enum Job<'a> {
+    LtApplication(LtPayload<'a>),
+    LtRevocation(LtPayload<'a>),
+    LinaConsent(LinaConsent<'a>),
     LinaWithdrawal {
         webhook: uuid::Uuid,
         user: uuid::Uuid,
     },
 }
 
-impl Job {
+impl Job<'_> {
     /// What the event does to its subject, for the ordering rules.
     fn effect(&self) -> Effect {
         match self {
@@ -104,14 +104,14 @@ impl Job {
 
 /// An event ready to apply.
 #[derive(Debug)]
-pub struct Prepared {
+pub struct Prepared<'a> {
     pub subject: SubjectKey,
     pub source: Source,
     /// Whom the event concerns (whose row an erasure deletes).
     pub person: Person,
     /// The event as the ordering rules see it.
     pub event: Event,
-    pub job: Job,
+    pub job: Job<'a>,
 }
 
 /// What a delivery asks of the worker, from any queue: one dispatch.
@@ -119,9 +119,9 @@ pub struct Prepared {
 // cost an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Task {
+pub enum Task<'a> {
     /// A sender's event, applied in a batch transaction (`apply::batch`).
-    Event(Prepared),
+    Event(Prepared<'a>),
     /// An acknowledgement e-mail to send: the outbox row's id
     /// (`consume::email`).
     Email(Uuid),
@@ -129,7 +129,7 @@ pub enum Task {
 
 /// Parses a delivery once: for an event, what to do, to whom, and where it
 /// stands in order; for an e-mail job, its outbox row.
-pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Task, JobError> {
+pub fn prepare<'a>(rules: &Rules<'_>, envelope: &'a Envelope) -> Result<Task<'a>, JobError> {
     let (job, body, person, event_time) = match envelope.kind {
         EventKind::LtApplication | EventKind::LtRevocation => {
             let payload = lt::parse(&envelope.body, rules.lt_email_pointer)
@@ -156,7 +156,7 @@ pub fn prepare(rules: &Rules<'_>, envelope: &Envelope) -> Result<Task, JobError>
             };
             let body = match &payload {
                 LinaPayload::Consent(consent) => rules.hasher.body(&consent.data),
-                LinaPayload::Withdrawal { .. } => rules.hasher.body(&Value::Null),
+                LinaPayload::Withdrawal { .. } => rules.hasher.body(&Json::Null),
             };
             let job = match payload {
                 LinaPayload::Consent(consent) => Job::LinaConsent(consent),
@@ -199,7 +199,7 @@ fn event_time_clamped(sender: Option<DateTime<Utc>>, received_at: DateTime<Utc>)
 }
 
 /// The sender's own event time, where configured and present (RFC 3339).
-fn sender_time(body: &Value, pointer: Option<&str>) -> Option<DateTime<Utc>> {
+fn sender_time(body: &Json<'_>, pointer: Option<&str>) -> Option<DateTime<Utc>> {
     let text = body.pointer(pointer?)?.as_str()?;
     DateTime::parse_from_rfc3339(text)
         .ok()
@@ -307,7 +307,7 @@ impl Planned<'_> {
 pub fn plan<'a>(
     rules: &Rules<'_>,
     envelope: &'a Envelope,
-    prepared: &'a Prepared,
+    prepared: &'a Prepared<'a>,
     state: &SubjectState,
     stores: &Stores,
 ) -> Result<Planned<'a>, JobError> {
@@ -679,7 +679,8 @@ mod tests {
 
     #[test]
     fn the_sender_time_is_used_only_where_configured_and_valid() {
-        let body = json!({"shared_at": "2026-11-20T08:14:03Z", "bad": "yesterday"});
+        let text = json!({"shared_at": "2026-11-20T08:14:03Z", "bad": "yesterday"}).to_string();
+        let body = common::senders::json::parse(text.as_bytes()).expect("JSON");
         assert!(sender_time(&body, None).is_none());
         assert!(sender_time(&body, Some("/bad")).is_none());
         assert!(sender_time(&body, Some("/missing")).is_none());
