@@ -36,7 +36,8 @@ pub fn without_bom(body: &[u8]) -> &[u8] {
 pub enum Json<'a> {
     Null,
     Bool(bool),
-    /// The number's text as sent (`1.10` stays `1.10`).
+    /// The number's text as serde_json reads it with `arbitrary_precision`
+    /// (its digits as sent: `1.10` stays `1.10`).
     Number(String),
     String(Cow<'a, str>),
     Array(Vec<Json<'a>>),
@@ -202,8 +203,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Bool(value))
     }
 
-    // With `arbitrary_precision` numbers arrive as text (`visit_map`); these
-    // three are for completeness.
+    // Integers that fit 64 bits arrive here, other numbers as text
+    // (`visit_map`); each is written as serde_json's `Number` writes it.
     fn visit_i64<E>(self, value: i64) -> Result<Json<'de>, E> {
         Ok(Json::Number(value.to_string()))
     }
@@ -245,9 +246,14 @@ impl<'de> Visitor<'de> for JsonVisitor {
         let mut keys = Keys::default();
         while let Some(Key(key)) = map.next_key()? {
             // With `arbitrary_precision`, serde_json hands a number over as a
-            // one-entry map holding its text, already checked.
+            // one-entry map holding its text. A body can spell that key too,
+            // so the text is checked as a number (and written as serde_json
+            // writes it): taken as it is, `"1,\"b\":2"` would make a body
+            // hash like another one and `"\u0000"` pass the NUL check.
             if members.is_empty() && key == NUMBER_TOKEN {
-                return Ok(Json::Number(map.next_value()?));
+                let text: String = map.next_value()?;
+                let number: Number = text.parse().map_err(de::Error::custom)?;
+                return Ok(Json::Number(number.to_string()));
             }
             let value = map.next_value()?;
             if !keys.push(&mut members, key, value) {
@@ -571,5 +577,24 @@ mod tests {
                 "{count}"
             );
         }
+    }
+
+    /// A body may spell serde_json's private key for numbers kept as text:
+    /// what it holds must be a number, read as serde_json reads it.
+    #[test]
+    fn a_body_spelling_the_number_token_gets_what_serde_json_gives() {
+        for body in [
+            r#"{"$serde_json::private::Number":"abc"}"#,
+            r#"{"a":{"$serde_json::private::Number":"1,\"b\":2"}}"#,
+            r#"{"a":{"$serde_json::private::Number":"\u0000"}}"#,
+        ] {
+            assert_eq!(parse(body.as_bytes()), Err(JsonError::Invalid), "{body}");
+        }
+        let body = r#"{"a":{"$serde_json::private::Number":"1E2"}}"#;
+        let value: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            canonical(&parse(body.as_bytes()).unwrap()),
+            serde_json::to_string(&value).unwrap()
+        );
     }
 }
