@@ -6,10 +6,8 @@
 //! one bad event is set aside without undoing the others (the common case
 //! pays neither savepoints nor a round trip per statement).
 
-use std::collections::HashMap;
-
+use common::Envelope;
 use common::subject::SubjectKey;
-use common::{Envelope, Source};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -87,10 +85,9 @@ async fn apply_pipelined(
         .collect();
     changed.sort();
     changed.dedup();
-    let sources = sources_of(prepared);
     let finals: Vec<_> = changed
         .iter()
-        .filter_map(|subject| Some((subject, *sources.get(subject)?, states.get(subject)?)))
+        .filter_map(|subject| Some((subject, states.get(subject)?)))
         .collect();
     let mut owned = jobs::statements(plans.into_iter().flat_map(|(_, planned)| planned.writes));
     if !finals.is_empty() {
@@ -130,8 +127,7 @@ async fn apply_one_by_one(
         };
         let mut owned = jobs::statements(planned.writes);
         if let Some(state) = &planned.state {
-            let source = item.1.source;
-            owned.push(subject_state::save_statement(&[(&subject, source, state)]));
+            owned.push(subject_state::save_statement(&[(&subject, state)]));
         }
         let statements: Vec<&Statement<'_>> = owned.iter().collect();
         let savepoint = transaction.savepoint("event").await?;
@@ -171,7 +167,9 @@ async fn lock_batch(
     prepared: &[PreparedEvent<'_>],
 ) -> Result<(States, Stores), JobError> {
     let events = || prepared.iter().map(|(_, event)| event);
-    let subjects: Vec<_> = events().map(|event| event.subject).collect();
+    let subjects: Vec<_> = events()
+        .map(|event| (event.subject, event.source))
+        .collect();
     let mut stores: Vec<Uuid> = events()
         .filter_map(|event| event.job.store())
         .copied()
@@ -184,14 +182,6 @@ async fn lock_batch(
     )
     .await?;
     Ok((states, stores))
-}
-
-/// Whose source each subject of the batch is (a first write creates its row).
-fn sources_of(prepared: &[PreparedEvent<'_>]) -> HashMap<SubjectKey, Source> {
-    prepared
-        .iter()
-        .map(|(_, event)| (event.subject, event.source))
-        .collect()
 }
 
 /// Plans one prepared event against its subject's state.

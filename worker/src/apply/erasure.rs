@@ -17,7 +17,6 @@
 //! - retention: the newest applied key (an event still waiting shows the
 //!   person is active; an `updated` still finds no application to update).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::Source;
@@ -26,7 +25,6 @@ use common::subject::{SubjectHasher, SubjectKey};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::apply::jobs::stores::Stores;
 use crate::apply::pipeline::{self, Statement, Yields};
 use crate::apply::subject_state::{self, Event, OrderKey, SubjectState};
 use crate::email::Mailer;
@@ -73,14 +71,6 @@ impl Person {
         match self {
             Person::Lt { .. } => Source::Lt,
             Person::Lina { .. } => Source::Lina,
-        }
-    }
-
-    /// The LINA store an employee belongs to.
-    fn store(&self) -> Option<Uuid> {
-        match self {
-            Person::Lt { .. } => None,
-            Person::Lina { webhook, .. } => Some(*webhook),
         }
     }
 }
@@ -248,53 +238,24 @@ impl Erased {
     }
 }
 
-/// How `erase_now` holds off every other writer of the subjects it erases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubjectLocks {
-    /// The LINA stores the people belong to `FOR KEY SHARE`, then each
-    /// subject's lock: the order a batch locks in.
-    Each,
-    /// The caller holds the one store they all belong to `FOR UPDATE`, and
-    /// every batch, erasure and retention round that could write one of
-    /// them locks that store first: no lock per subject is needed, and a
-    /// store of 10,000 employees would not fit PostgreSQL's lock table
-    /// (`subject_state::lock`).
-    HeldByStore,
-}
-
 /// Erases `people` now, for `cause` (a request, retention, a store's
 /// removal), inside the caller's transaction (the caller commits): locks
-/// their states as `locks` says, reads the database's clock under the
-/// locks, and sends every erasure's statements and the tombstones at once.
+/// their states in sorted order, reads the database's clock under the
+/// lock, and sends every erasure's statements and the tombstones at once.
 /// Returns what went, and the "now" key the tombstones were given
 /// (`margin` after the database's clock).
 pub async fn erase_now(
     transaction: &Transaction<'_>,
     people: &[(Person, SubjectKey)],
     cause: Cause,
-    locks: SubjectLocks,
     margin: Duration,
     mailer: &Mailer,
 ) -> Result<(Erased, OrderKey), JobError> {
-    let subjects: Vec<SubjectKey> = people.iter().map(|(_, key)| *key).collect();
-    let states = match locks {
-        SubjectLocks::Each => {
-            let mut stores: Vec<Uuid> = people
-                .iter()
-                .filter_map(|(person, _)| person.store())
-                .collect();
-            stores.sort();
-            stores.dedup();
-            // Pipelined, stores first, as a batch locks them.
-            let (_, states) = futures_util::future::try_join(
-                Stores::lookup(transaction, &stores),
-                subject_state::lock(transaction, &subjects),
-            )
-            .await?;
-            states
-        }
-        SubjectLocks::HeldByStore => subject_state::read_held(transaction, &subjects).await?,
-    };
+    let subjects: Vec<_> = people
+        .iter()
+        .map(|(person, key)| (*key, person.source()))
+        .collect();
+    let states = subject_state::lock(transaction, &subjects).await?;
     let now = now_key(transaction, margin).await?;
     let mut rows = Vec::with_capacity(people.len());
     let mut tombstones = Vec::with_capacity(people.len());
@@ -310,13 +271,9 @@ pub async fn erase_now(
     // A subject named twice is erased twice (harmless): its last tombstone wins.
     tombstones.sort_by_key(|(key, _)| **key);
     tombstones.dedup_by_key(|(key, _)| **key);
-    let sources: HashMap<SubjectKey, Source> = people
+    let finals: Vec<(&SubjectKey, &SubjectState)> = tombstones
         .iter()
-        .map(|(person, key)| (*key, person.source()))
-        .collect();
-    let finals: Vec<(&SubjectKey, Source, &SubjectState)> = tombstones
-        .iter()
-        .filter_map(|(key, state)| Some((*key, *sources.get(key)?, state)))
+        .map(|(key, state)| (*key, state))
         .collect();
     if !finals.is_empty() {
         owned.push(subject_state::save_statement(&finals));

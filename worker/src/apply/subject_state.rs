@@ -164,102 +164,44 @@ impl SubjectState {
 /// The locked states of a batch's subjects.
 pub type States = std::collections::HashMap<SubjectKey, SubjectState>;
 
-/// The advisory-lock class of subjects. Locks are taken in PostgreSQL's
-/// two-key form, whose keys cannot meet the migrations' one-key lock; the
-/// second key is the subject key's first four bytes (a keyed hash, so
-/// evenly spread). Two subjects that share them only wait for each other.
-const SUBJECT_LOCK_CLASS: i32 = 0x494e_544b; // "INTK"
-
-/// A subject's advisory lock (the second key; see `SUBJECT_LOCK_CLASS`).
-fn lock_key(subject: &SubjectKey) -> i32 {
-    let bytes = subject.as_bytes();
-    i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-}
-
-/// Locks every one of `subjects` for the rest of the transaction and
-/// returns their states (a subject without a row yet has the default
-/// state): one round trip for the whole batch, not one per event.
-///
-/// The locks are transaction-level advisory locks, taken in sorted order
-/// so two workers with overlapping batches cannot deadlock. Before, a row
-/// was inserted for each new subject so there was a row to lock, and
-/// updated again at the end: with the row lock itself, three of every ten
-/// WAL records of a drain. Advisory locks take a slot in PostgreSQL's
-/// shared lock table (`max_locks_per_transaction` × connections, 6,400 by
-/// default) for as long as the transaction runs, so a transaction must lock
-/// a bounded number of subjects: a batch holds at most `INTAKE_BATCH_SIZE`
-/// and a retention round 100, and a store's removal locks the store
-/// instead of its employees (`erasure::SubjectLocks`).
+/// Creates the state rows that do not exist yet, locks every one of
+/// `subjects` for the rest of the transaction, in sorted order (so two
+/// workers with overlapping batches cannot deadlock), and returns their
+/// states: one statement for the whole batch, not one per event.
 pub async fn lock(
     transaction: &Transaction<'_>,
-    subjects: &[SubjectKey],
+    subjects: &[(SubjectKey, Source)],
 ) -> Result<States, JobError> {
     let mut subjects = subjects.to_vec();
     subjects.sort();
-    subjects.dedup();
+    subjects.dedup_by_key(|(key, _)| *key);
     if subjects.is_empty() {
         return Ok(States::new());
     }
-    let mut locks: Vec<i32> = subjects.iter().map(lock_key).collect();
-    locks.sort_unstable();
-    locks.dedup();
-    let take = transaction
-        .prepare_cached("SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k")
+    let keys: Vec<&[u8]> = subjects.iter().map(|(key, _)| key.as_bytes()).collect();
+    let sources: Vec<&str> = subjects.iter().map(|(_, source)| source.as_str()).collect();
+    let insert = transaction
+        .prepare_cached(
+            "INSERT INTO subject_state (subject_key, source)
+             SELECT key, source FROM unnest($1::bytea[], $2::text[]) AS s(key, source)
+             ORDER BY key
+             ON CONFLICT (subject_key) DO NOTHING",
+        )
         .await?;
-    // Both at once (pipelined: `try_join` sends the locks first); the
-    // select's snapshot is taken after they are held, so it sees what the
-    // previous holder committed.
+    // Planned at each execution, like `Statement::planned_each_time`.
+    let select = "SELECT subject_key, newest_event_at, newest_event_id, recent_body_hashes,
+                    recent_body_received_at, erased_at IS NOT NULL
+             FROM subject_state WHERE subject_key = ANY($1)
+             ORDER BY subject_key FOR UPDATE";
+    // Both at once (pipelined: `try_join` sends the insert first), so the
+    // select still runs after the insert.
     let (_, rows) = futures_util::future::try_join(
-        transaction.query(&take, &[&SUBJECT_LOCK_CLASS, &locks]),
-        read(transaction, &subjects),
+        transaction.execute(&insert, &[&keys, &sources]),
+        transaction.query_typed(select, &[(&keys, Type::BYTEA_ARRAY)]),
     )
     .await?;
-    let mut states: States = subjects
-        .iter()
-        .map(|subject| (*subject, SubjectState::default()))
-        .collect();
+    let mut states = States::with_capacity(subjects.len());
     for row in rows {
-        let Some(key) = SubjectKey::from_bytes(row.try_get::<_, &[u8]>(0)?) else {
-            continue;
-        };
-        states.insert(key, state_from(&row)?);
-    }
-    Ok(states)
-}
-
-/// The rows of `subjects`, read (not locked: the caller holds their locks,
-/// or their store's).
-async fn read(
-    transaction: &Transaction<'_>,
-    subjects: &[SubjectKey],
-) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-    let keys: Vec<&[u8]> = subjects.iter().map(SubjectKey::as_bytes).collect();
-    // Planned at each execution, like `Statement::planned_each_time`.
-    transaction
-        .query_typed(
-            "SELECT subject_key, newest_event_at, newest_event_id, recent_body_hashes,
-                    recent_body_received_at, erased_at IS NOT NULL
-             FROM subject_state WHERE subject_key = ANY($1)",
-            &[(&keys, Type::BYTEA_ARRAY)],
-        )
-        .await
-}
-
-/// The states of `subjects` whose writers are all held off otherwise (a
-/// store's employees, while its row is locked `FOR UPDATE`), without
-/// taking a lock per subject; see `lock`.
-pub async fn read_held(
-    transaction: &Transaction<'_>,
-    subjects: &[SubjectKey],
-) -> Result<States, JobError> {
-    let mut states: States = subjects
-        .iter()
-        .map(|subject| (*subject, SubjectState::default()))
-        .collect();
-    if subjects.is_empty() {
-        return Ok(states);
-    }
-    for row in read(transaction, subjects).await? {
         let Some(key) = SubjectKey::from_bytes(row.try_get::<_, &[u8]>(0)?) else {
             continue;
         };
@@ -297,12 +239,10 @@ fn state_from(row: &tokio_postgres::Row) -> Result<SubjectState, JobError> {
     })
 }
 
-/// Writes the final `states` of any number of subjects (each with its
-/// source, for a subject seen for the first time) in one statement; an
-/// erased state becomes (or stays) a tombstone.
-pub fn save_statement<'a>(states: &[(&'a SubjectKey, Source, &SubjectState)]) -> Statement<'a> {
+/// Writes the final `states` of any number of subjects back in one
+/// statement; an erased state becomes (or stays) a tombstone.
+pub fn save_statement<'a>(states: &[(&'a SubjectKey, &SubjectState)]) -> Statement<'a> {
     let mut keys: Vec<&'a [u8]> = Vec::with_capacity(states.len());
-    let mut sources = Vec::with_capacity(states.len());
     let mut times = Vec::with_capacity(states.len());
     let mut ids = Vec::with_capacity(states.len());
     // An array of arrays cannot be ragged: each subject's bodies travel as
@@ -310,9 +250,8 @@ pub fn save_statement<'a>(states: &[(&'a SubjectKey, Source, &SubjectState)]) ->
     // again by the statement.
     let mut bodies = Vec::with_capacity(states.len());
     let mut erased = Vec::with_capacity(states.len());
-    for (key, source, state) in states {
+    for (key, state) in states {
         keys.push(key.as_bytes());
-        sources.push(source.as_str());
         times.push(state.newest.map(|order| order.at));
         ids.push(state.newest.map(|order| order.id));
         bodies.push(encode_bodies(&state.recent_bodies));
@@ -322,7 +261,6 @@ pub fn save_statement<'a>(states: &[(&'a SubjectKey, Source, &SubjectState)]) ->
         SAVE,
         vec![
             Box::new(keys),
-            Box::new(sources),
             Box::new(times),
             Box::new(ids),
             Box::new(bodies),
@@ -331,7 +269,6 @@ pub fn save_statement<'a>(states: &[(&'a SubjectKey, Source, &SubjectState)]) ->
     )
     .planned_each_time(&[
         Type::BYTEA_ARRAY,
-        Type::TEXT_ARRAY,
         Type::TIMESTAMPTZ_ARRAY,
         Type::UUID_ARRAY,
         Type::TEXT_ARRAY,
@@ -353,29 +290,21 @@ fn encode_bodies(bodies: &[RecentBody]) -> String {
 }
 
 const SAVE: &str = "
-    INSERT INTO subject_state AS s (subject_key, source, newest_event_at, newest_event_id,
-        recent_body_hashes, recent_body_received_at, erased_at, updated_at)
-    SELECT u.key, u.source, u.at, u.id,
-        ARRAY(
+    UPDATE subject_state AS s SET
+        newest_event_at = u.at, newest_event_id = u.id,
+        recent_body_hashes = ARRAY(
             SELECT decode(split_part(b.body, '@', 1), 'hex')
             FROM unnest(string_to_array(u.bodies, ',')) WITH ORDINALITY AS b(body, n)
             ORDER BY b.n),
-        ARRAY(
+        recent_body_received_at = ARRAY(
             SELECT timestamptz 'epoch' + split_part(b.body, '@', 2)::bigint * interval '1 microsecond'
             FROM unnest(string_to_array(u.bodies, ',')) WITH ORDINALITY AS b(body, n)
             ORDER BY b.n),
-        CASE WHEN u.erased THEN now() END,
-        now()
-    FROM unnest($1::bytea[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[], $6::bool[])
-        AS u(key, source, at, id, bodies, erased)
-    ON CONFLICT (subject_key) DO UPDATE SET
-        newest_event_at = EXCLUDED.newest_event_at, newest_event_id = EXCLUDED.newest_event_id,
-        recent_body_hashes = EXCLUDED.recent_body_hashes,
-        recent_body_received_at = EXCLUDED.recent_body_received_at,
-        -- The first erasure's time stays while the subject stays erased.
-        erased_at = CASE WHEN EXCLUDED.erased_at IS NOT NULL
-                         THEN coalesce(s.erased_at, EXCLUDED.erased_at) END,
-        updated_at = now()";
+        erased_at = CASE WHEN u.erased THEN coalesce(s.erased_at, now()) END,
+        updated_at = now()
+    FROM unnest($1::bytea[], $2::timestamptz[], $3::uuid[], $4::text[], $5::bool[])
+        AS u(key, at, id, bodies, erased)
+    WHERE s.subject_key = u.key";
 
 #[cfg(test)]
 mod tests {

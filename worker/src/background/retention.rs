@@ -19,7 +19,7 @@ use crate::context::WorkerContext;
 use crate::dead_letters::{self, DlqError, Filter, ParkingQueue};
 use common::subject::SubjectKey;
 
-use crate::apply::erasure::{self, Cause, Person, SubjectLocks};
+use crate::apply::erasure::{self, Cause, Person};
 use crate::error::{JobError, column};
 
 /// Most subjects one round erases (the next round takes the rest).
@@ -94,7 +94,6 @@ pub async fn erase_expired(
             &transaction,
             &people,
             Cause::Retention,
-            SubjectLocks::Each,
             context.settings.erasure_clock_margin,
             &context.email.mailer,
         )

@@ -8,7 +8,7 @@ use common::subject::{SubjectHasher, SubjectKey};
 use uuid::Uuid;
 
 use super::LinaError;
-use crate::apply::erasure::{self, Cause, Person, SubjectLocks};
+use crate::apply::erasure::{self, Cause, Person};
 use crate::email::Mailer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,9 +83,7 @@ pub async fn remove_webhook(
 ) -> Result<usize, LinaError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    // The store `FOR UPDATE`: every batch, erasure and retention round that
-    // could write one of its employees locks the store first, so holding it
-    // holds them all (`SubjectLocks::HeldByStore`), however many there are.
+    // The store first, then its subjects: the order a batch locks them in.
     let store = transaction
         .query_opt(
             "SELECT 1 FROM lina_webhook WHERE uuid = $1 FOR UPDATE",
@@ -115,7 +113,6 @@ pub async fn remove_webhook(
         &transaction,
         &employees,
         Cause::StoreRemoved,
-        SubjectLocks::HeldByStore,
         erasure_clock_margin,
         mailer,
     )

@@ -7,7 +7,7 @@ use common::db::DbPool;
 use common::subject::SubjectHasher;
 
 use super::{Subject, SubjectError};
-use crate::apply::erasure::{self, Cause, Erased, SubjectLocks};
+use crate::apply::erasure::{self, Cause, Erased};
 use crate::email::Mailer;
 
 /// Erases every piece of `subject`'s personal data in one transaction and
@@ -29,7 +29,6 @@ pub async fn erase(
         &transaction,
         &[(subject.clone(), key)],
         cause,
-        SubjectLocks::Each,
         margin,
         mailer,
     )
