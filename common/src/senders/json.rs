@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,14 +51,47 @@ pub enum Json<'a> {
 /// most `MAX_NESTING` arrays and objects inside each other (the document
 /// itself counts), one more is `Invalid`.
 pub fn parse(body: &[u8]) -> Result<Json<'_>, JsonError> {
-    match serde_json::from_slice::<Json<'_>>(without_bom(body)) {
+    let body = without_bom(body);
+    // What `serde_json::from_slice` does, with a seed that knows the body.
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = JsonSeed {
+        body: Body::of(body),
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|json| deserializer.end().map(|()| json));
+    match parsed {
         Ok(json) => Ok(json),
         Err(error) if error.to_string().starts_with(DUPLICATE) => Err(JsonError::DuplicateKey),
         Err(_) => Err(JsonError::Invalid),
     }
 }
 
+/// Where the body being parsed lies in memory: a key borrowed from inside
+/// it was written by the sender; serde_json's own key for a number kept as
+/// text is a constant of serde_json's, outside any body.
+#[derive(Clone, Copy)]
+struct Body {
+    start: usize,
+    end: usize,
+}
+
+impl Body {
+    fn of(body: &[u8]) -> Body {
+        let start = body.as_ptr() as usize;
+        Body {
+            start,
+            end: start + body.len(),
+        }
+    }
+
+    /// Whether `text` lies inside the body.
+    fn holds(&self, text: &str) -> bool {
+        (self.start..self.end).contains(&(text.as_ptr() as usize))
+    }
+}
+
 const DUPLICATE: &str = "duplicate key";
+const PRIVATE_KEY: &str = "serde_json's private key";
 
 /// serde_json's key for a number kept as text (`arbitrary_precision`).
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
@@ -184,13 +217,23 @@ fn write_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-impl<'de> Deserialize<'de> for Json<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
+/// Reads one value of the body.
+#[derive(Clone, Copy)]
+struct JsonSeed {
+    body: Body,
+}
+
+impl<'de> DeserializeSeed<'de> for JsonSeed {
+    type Value = Json<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Json<'de>, D::Error> {
+        deserializer.deserialize_any(JsonVisitor { body: self.body })
     }
 }
 
-struct JsonVisitor;
+struct JsonVisitor {
+    body: Body,
+}
 
 impl<'de> Visitor<'de> for JsonVisitor {
     type Value = Json<'de>;
@@ -235,7 +278,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
+        let seed = JsonSeed { body: self.body };
+        while let Some(item) = seq.next_element_seed(seed)? {
             items.push(item);
         }
         Ok(Json::Array(items))
@@ -244,18 +288,27 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
         let mut keys = Keys::default();
+        let seed = JsonSeed { body: self.body };
         while let Some(Key(key)) = map.next_key()? {
-            // With `arbitrary_precision`, serde_json hands a number over as a
-            // one-entry map holding its text. A body can spell that key too,
-            // so the text is checked as a number (and written as serde_json
-            // writes it): taken as it is, `"1,\"b\":2"` would make a body
-            // hash like another one and `"\u0000"` pass the NUL check.
-            if members.is_empty() && key == NUMBER_TOKEN {
+            if key == NUMBER_TOKEN {
+                // With `arbitrary_precision`, serde_json hands a number over
+                // as a one-entry map under its own key, holding the number's
+                // text. A body that spells the key is refused: read as a
+                // number, `{"$serde_json::private::Number":"1,\"b\":2"}`
+                // would hash like another body, and read as a member it
+                // turns into a number when the body is written back
+                // (sorted, it comes first).
+                // An escaped key is unescaped into a string of its own.
+                let spelled = matches!(key, Cow::Owned(_)) || self.body.holds(&key);
+                if !members.is_empty() || spelled {
+                    return Err(de::Error::custom(PRIVATE_KEY));
+                }
+                // Read back as serde_json's own `Value` reads it.
                 let text: String = map.next_value()?;
                 let number: Number = text.parse().map_err(de::Error::custom)?;
                 return Ok(Json::Number(number.to_string()));
             }
-            let value = map.next_value()?;
+            let value = map.next_value_seed(seed)?;
             if !keys.push(&mut members, key, value) {
                 return Err(de::Error::custom(DUPLICATE));
             }
@@ -579,18 +632,22 @@ mod tests {
         }
     }
 
-    /// A body may spell serde_json's private key for numbers kept as text:
-    /// what it holds must be a number, read as serde_json reads it.
+    /// serde_json's private key for numbers kept as text, spelled by a
+    /// body anywhere (first or not, escaped or not), is refused; numbers
+    /// themselves, which serde_json hands over under that key, are not.
     #[test]
-    fn a_body_spelling_the_number_token_gets_what_serde_json_gives() {
+    fn a_body_spelling_serde_jsons_private_number_key_is_refused() {
         for body in [
             r#"{"$serde_json::private::Number":"abc"}"#,
             r#"{"a":{"$serde_json::private::Number":"1,\"b\":2"}}"#,
             r#"{"a":{"$serde_json::private::Number":"\u0000"}}"#,
+            r#"{"a":{"$serde_json::private::Number":"1E2"}}"#,
+            r#"{"w":1,"$serde_json::private::Number":999999000000000000000000000}"#,
+            r#"{"\u0024serde_json::private::Number":"1"}"#,
         ] {
             assert_eq!(parse(body.as_bytes()), Err(JsonError::Invalid), "{body}");
         }
-        let body = r#"{"a":{"$serde_json::private::Number":"1E2"}}"#;
+        let body = r#"{"a":[1.5,1E2,-0,18446744073709551616,1e-400]}"#;
         let value: Value = serde_json::from_str(body).unwrap();
         assert_eq!(
             canonical(&parse(body.as_bytes()).unwrap()),
