@@ -128,23 +128,24 @@ pub fn read_call(body: &[u8]) -> LinaCall<'_> {
 
 /// Whether a call is meant as a withdrawal, and the store it names.
 fn hints(json: &Json<'_>) -> (bool, Option<Uuid>) {
-    let withdrawal = json.get("delete").and_then(Json::as_bool).unwrap_or(false);
-    (
-        withdrawal,
-        uuid_field(json.get("webhook").and_then(Json::as_str)),
+    hints_from(
+        json.get("delete").and_then(Json::as_bool),
+        json.get("webhook").and_then(Json::as_str),
     )
 }
 
 /// The same hints from a body read leniently (a refused one).
 fn lenient_hints(value: &Value) -> (bool, Option<Uuid>) {
-    let withdrawal = value
-        .get("delete")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    (
-        withdrawal,
-        uuid_field(value.get("webhook").and_then(Value::as_str)),
+    hints_from(
+        value.get("delete").and_then(Value::as_bool),
+        value.get("webhook").and_then(Value::as_str),
     )
+}
+
+/// The hints' rule, whichever way the body was read: a withdrawal only
+/// when `delete` is `true`, the store only when `webhook` is a UUID.
+fn hints_from(delete: Option<bool>, webhook: Option<&str>) -> (bool, Option<Uuid>) {
+    (delete.unwrap_or(false), uuid_field(webhook))
 }
 
 fn json_value(body: &[u8]) -> Result<Json<'_>, LinaPayloadError> {
