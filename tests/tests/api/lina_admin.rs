@@ -264,22 +264,7 @@ async fn a_store_with_more_employees_than_the_lock_table_holds_is_removed() {
         removed.contains(&format!("{EMPLOYEES} employee(s) erased")),
         "{removed}"
     );
-    let left: i64 = app
-        .db
-        .query_one("SELECT count(*) FROM lina_employee", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0);
-    let tombstones: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM subject_state WHERE source = 'lina' AND erased_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(tombstones, EMPLOYEES);
+    assert_eq!(app.count("SELECT count(*) FROM lina_employee").await, 0);
+    assert_eq!(app.tombstones().await, EMPLOYEES);
     assert_eq!(app.erasure_causes().await.len(), EMPLOYEES as usize);
 }
