@@ -139,7 +139,13 @@ impl<'a> Json<'a> {
         }
         let tokens = pointer.strip_prefix('/')?;
         tokens.split('/').try_fold(self, |target, token| {
-            let token = token.replace("~1", "/").replace("~0", "~");
+            // Called several times per event (e-mail, first name, language):
+            // a token without escapes is looked up as it is.
+            let token: Cow<'_, str> = if token.contains('~') {
+                Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+            } else {
+                Cow::Borrowed(token)
+            };
             match target {
                 Json::Object(_) => target.get(&token),
                 Json::Array(items) => array_index(&token).and_then(|at| items.get(at)),
