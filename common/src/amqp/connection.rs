@@ -17,22 +17,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{AmqpError, AmqpTls, Topology};
 
-/// The largest frame asked for, unless the URL asks for another
-/// (`?frame_max=`). lapin keeps a send and a receive buffer of 32 frames
-/// each, zero-filled, for the connection's life: at RabbitMQ's default of
-/// 128 KiB that was 8 MiB of every process's memory (massif, in a drain),
-/// about a tenth of the worker's. Our messages are a few KiB; a larger one
-/// (the gateway takes bodies up to 1 MiB) travels in several frames.
-const FRAME_MAX: u32 = 16 * 1024;
-
-/// The node's URL, parsed, with `FRAME_MAX` unless it names a frame size.
-fn with_small_frames(url: &str) -> Result<lapin::uri::AMQPUri, AmqpError> {
-    // The parser's message is not passed on: it may quote the URL, password and all.
-    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|_: String| AmqpError::BadUrl)?;
-    uri.query.frame_max.get_or_insert(FRAME_MAX);
-    Ok(uri)
-}
-
 /// After a failed attempt, callers fail fast for this long instead of each
 /// hammering a broker that is down.
 const RECONNECT_COOL_DOWN: Duration = Duration::from_millis(500);
@@ -133,8 +117,8 @@ impl AmqpConnector {
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
         let runtime = lapin::runtime::default_runtime().map_err(AmqpError::Connect)?;
-        let connection = Connection::connect_uri_with_config(
-            with_small_frames(url.expose_secret())?,
+        let connection = Connection::connect_with_config(
+            url.expose_secret(),
             properties,
             self.tls.config(),
             runtime,
@@ -197,26 +181,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_small_unless_the_url_names_a_size() {
-        let frame_max = |url: &str| with_small_frames(url).map(|uri| uri.query.frame_max);
-        assert!(matches!(
-            frame_max("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            Ok(Some(FRAME_MAX))
-        ));
-        assert!(matches!(
-            frame_max("amqps://broker.example:5671/intake?frame_max=131072"),
-            Ok(Some(131_072))
-        ));
-        assert!(matches!(
-            frame_max("amqp://guest:secret@broker.example:notaport/"),
-            Err(AmqpError::BadUrl)
-        ));
-    }
 }

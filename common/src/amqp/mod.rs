@@ -33,8 +33,6 @@ pub enum AmqpError {
     CoolingDown,
     #[error("INTAKE_AMQP_URL names no broker")]
     NoAddress,
-    #[error("INTAKE_AMQP_URL does not parse")]
-    BadUrl,
     #[error("broker operation failed: {0}")]
     Protocol(#[from] lapin::Error),
 }

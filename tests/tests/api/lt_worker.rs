@@ -64,29 +64,6 @@ async fn numbers_are_stored_as_sent_within_what_jsonb_can_hold() {
     );
 }
 
-/// The broker's frames are 16 KiB (`common::amqp`): a body of many frames,
-/// published by the gateway and consumed by the worker, arrives whole.
-#[tokio::test]
-async fn a_profile_many_broker_frames_long_is_stored_whole() {
-    let app = spawn_app_with(TestOptions {
-        max_body_bytes: 1024 * 1024,
-        ..TestOptions::default()
-    })
-    .await;
-    let letter: String = (0..300_000)
-        .map(|n| char::from(b'a' + (n % 26) as u8))
-        .collect();
-    let body = format!(
-        r#"{{"mydatashare_user_id":"frames-1","email":"f@example.fi","cover_letter":"{letter}"}}"#
-    );
-    assert_eq!(app.post_lt(&body).await.status(), 200);
-    let (_, _, profile) = eventually("stored", Duration::from_secs(10), || {
-        app.application("frames-1")
-    })
-    .await;
-    assert_eq!(profile["cover_letter"].as_str(), Some(letter.as_str()));
-}
-
 #[tokio::test]
 async fn an_update_replaces_the_stored_profile() {
     let app = spawn_app().await;
