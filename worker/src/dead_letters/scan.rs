@@ -1,6 +1,7 @@
 //! Walking the parking queues: list, show, replay, purge.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::settings::AmqpSettings;
@@ -106,6 +107,7 @@ pub async fn show(settings: &AmqpSettings, id: &str) -> Result<ParkedMessage, Dl
         }
         // Closing the channel returns every message taken: nothing changes.
         let _ = channel.close(200, "browsed".into()).await;
+        await_returned(&connection, &name, depth).await?;
         if let Some(parked) = found {
             connector.close().await;
             return Ok(parked);
@@ -169,6 +171,7 @@ impl Walk<'_> {
         let channel = connection.create_channel().await?;
         let depth = depth(&channel, &name).await?;
         self.listing.counts.push((name.clone(), depth));
+        let mut removed = 0;
         for _ in 0..depth {
             let Some(message) = channel
                 .basic_get(name.as_str().into(), BasicGetOptions::default())
@@ -192,11 +195,13 @@ impl Walk<'_> {
                 self.note_kept(&parked);
             }
             self.summary.matched += 1;
-            self.act(queue, parked, &acker).await?;
+            if self.act(queue, parked, &acker).await? {
+                removed += 1;
+            }
         }
         // Returns every message that was not replayed or purged.
         let _ = channel.close(200, "scanned".into()).await;
-        Ok(())
+        await_returned(connection, &name, depth - removed).await
     }
 
     fn note_kept(&mut self, parked: &ParkedMessage) {
@@ -214,20 +219,22 @@ impl Walk<'_> {
         under_limit && self.filter.matches(parked)
     }
 
+    /// Does the walk's action to one selected message; true when it left the queue.
     async fn act(
         &mut self,
         queue: ParkingQueue,
         mut parked: ParkedMessage,
         acker: &lapin::Acker,
-    ) -> Result<(), DlqError> {
+    ) -> Result<bool, DlqError> {
         match self.action {
             Action::List => {
                 parked.body.clear();
                 self.listing.messages.push(parked);
+                Ok(false)
             }
             Action::Replay if !self.dry_run => {
                 let Some(publisher) = &self.publisher else {
-                    return Ok(());
+                    return Ok(false);
                 };
                 let target = self.topology.work_queue(queue.work_queue());
                 let properties = dead_letter::for_replay(&parked.properties);
@@ -235,18 +242,54 @@ impl Walk<'_> {
                     .publish("", &target, &parked.body, properties)
                     .await?;
                 acker.ack(BasicAckOptions::default()).await?;
+                Ok(true)
             }
             Action::Purge if !self.dry_run => {
                 acker.ack(BasicAckOptions::default()).await?;
+                Ok(true)
             }
-            Action::Replay | Action::Purge => {}
+            Action::Replay | Action::Purge => Ok(false),
         }
-        Ok(())
     }
 }
 
 fn connector(settings: &AmqpSettings) -> Arc<AmqpConnector> {
     settings.connector("dlq")
+}
+
+/// How long a command waits for the messages it browsed to be back.
+const RETURN_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (bounded) until `queue` holds at least `expected` messages again.
+///
+/// Closing a channel hands its unacknowledged messages back, but a quorum
+/// queue takes them back through its log, a moment after the close returns
+/// (on a busy broker, long enough for a `replay` run straight after a `list`
+/// to find the queue empty). So a command returns only once what it browsed
+/// is back. After the bound it returns anyway: the messages are not lost, and
+/// the broker returns them on its own.
+async fn await_returned(
+    connection: &Connection,
+    queue: &str,
+    expected: u32,
+) -> Result<(), DlqError> {
+    let channel = connection.create_channel().await?;
+    let deadline = Instant::now() + RETURN_WAIT;
+    let mut now_ready = depth(&channel, queue).await?;
+    while now_ready < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now_ready = depth(&channel, queue).await?;
+    }
+    if now_ready < expected {
+        tracing::warn!(
+            queue,
+            now_ready,
+            expected,
+            "browsed messages not yet back in the queue"
+        );
+    }
+    let _ = channel.close(200, "counted".into()).await;
+    Ok(())
 }
 
 /// Messages ready in `queue`.
