@@ -6,7 +6,8 @@ pub mod tls;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod,
+    Runtime,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -52,6 +53,12 @@ pub fn pool(url: &SecretString, max_size: usize) -> Result<Pool, DbError> {
             Box::pin(refuse_read_only(client))
         }))
         .max_size(max_size)
+        // The connection used last is handed out first: a worker's steady
+        // work stays on as few connections (and PostgreSQL backends) as it
+        // needs at once, warm, while the rest sit idle with small buffers.
+        // First in, first out would rotate every batch through every
+        // connection the pool ever opened.
+        .queue_mode(QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
