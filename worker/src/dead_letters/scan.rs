@@ -1,7 +1,7 @@
 //! Walking the parking queues: list, show, replay, purge.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::amqp::{AmqpConnector, ConfirmedPublisher, Topology};
 use common::settings::AmqpSettings;
@@ -274,22 +274,22 @@ async fn await_returned(
     expected: u32,
 ) -> Result<(), DlqError> {
     let channel = connection.create_channel().await?;
-    let deadline = Instant::now() + RETURN_WAIT;
-    let mut now_ready = depth(&channel, queue).await?;
-    while now_ready < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        now_ready = depth(&channel, queue).await?;
-    }
-    if now_ready < expected {
-        tracing::warn!(
-            queue,
-            now_ready,
-            expected,
-            "browsed messages not yet back in the queue"
-        );
-    }
+    let back = async {
+        while depth(&channel, queue).await? < expected {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok::<_, DlqError>(())
+    };
+    let counted = tokio::time::timeout(RETURN_WAIT, back).await;
     let _ = channel.close(200, "counted".into()).await;
-    Ok(())
+    counted.unwrap_or_else(|_| {
+        tracing::warn!(
+            message = "Browsed messages are not back in the queue yet; the broker returns them.",
+            queue,
+            expected,
+        );
+        Ok(())
+    })
 }
 
 /// Messages ready in `queue`.
