@@ -207,7 +207,7 @@ impl Envelope {
 
 /// PostgreSQL keeps microseconds; truncating here makes the in-memory order
 /// key equal to the stored one.
-fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_micros(time.timestamp_micros())
         .single()
         .unwrap_or(time)

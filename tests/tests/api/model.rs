@@ -161,15 +161,6 @@ struct Received {
     hi: DateTime<Utc>,
 }
 
-impl Received {
-    fn max(self, other: Received) -> Received {
-        Received {
-            lo: self.lo.max(other.lo),
-            hi: self.hi.max(other.hi),
-        }
-    }
-}
-
 /// One event of the history, as the sender produced it.
 #[derive(Clone)]
 struct Ev {
@@ -185,14 +176,34 @@ struct Ev {
     envelope: Option<Envelope>,
 }
 
+/// The newest write of a subject, in the model's terms.
+#[derive(Clone)]
+struct NewestWrite {
+    seq: u64,
+    id: Uuid,
+    /// The rank of the first receipt of its message (its own, or for an LT
+    /// resend that of the body it repeats).
+    first: u64,
+}
+
+/// An LT write received (applied or not).
+#[derive(Clone)]
+struct SeenWrite {
+    seq: u64,
+    id: Uuid,
+    body: Value,
+    received: Received,
+    first: u64,
+}
+
 #[derive(Clone, Default)]
 struct State {
-    /// K: the rank of the newest applied key or of the tombstone, and the
-    /// event id (none for an erasure "now").
-    newest: Option<(u64, Option<Uuid>)>,
-    erased: bool,
-    /// Remembered bodies and their last receipt.
-    bodies: Vec<(Value, Received)>,
+    write: Option<NewestWrite>,
+    /// The rank of the newest erasure and its event id (none for an
+    /// erasure "now").
+    erasure: Option<(u64, Option<Uuid>)>,
+    /// LT writes received, in rank order.
+    writes: Vec<SeenWrite>,
     /// The LT profile or the LINA `data`.
     row: Option<Value>,
     /// Acknowledgements created (LT); the minimum is lower when an unsent
@@ -203,27 +214,88 @@ struct State {
     unsettled_emails: i64,
 }
 
+/// Whether two receipts are within `window` of each other: `Err` when the
+/// bounds straddle it (a test generator bug: too close to predict).
+fn within(a: Received, b: Received, window: TimeDelta) -> Result<bool, String> {
+    let lo = (b.lo - a.hi).max(a.lo - b.hi).max(TimeDelta::zero());
+    let hi = (b.hi - a.lo).max(a.hi - b.lo);
+    let margin = TimeDelta::milliseconds(50);
+    if hi <= window - margin {
+        Ok(true)
+    } else if lo > window + margin {
+        Ok(false)
+    } else {
+        Err(format!(
+            "two receipts {lo} to {hi} apart are too close to the window to predict (a test generator bug)"
+        ))
+    }
+}
+
 impl State {
-    fn remember(&mut self, body: &Value, received: Received) {
-        match self.bodies.iter_mut().find(|(known, _)| known == body) {
-            Some((_, last)) => *last = last.max(received),
-            None => self.bodies.push((body.clone(), received)),
+    /// The rule: the newest write's data, unless the newest erasure is at
+    /// least as new as the first receipt of that write's message.
+    fn live(&self) -> bool {
+        self.write.as_ref().is_some_and(|write| {
+            self.erasure
+                .is_none_or(|(erasure, _)| erasure < write.first)
+        })
+    }
+
+    fn erased(&self) -> bool {
+        self.erasure.is_some() && !self.live()
+    }
+
+    fn has_seen(&self, id: Uuid) -> bool {
+        self.write.as_ref().is_some_and(|write| write.id == id)
+            || self.erasure.is_some_and(|(_, erasure)| erasure == Some(id))
+            || self.writes.iter().any(|write| write.id == id)
+    }
+
+    /// Records an LT write and works out every write's first receipt
+    /// again (chains of equal bodies each within the window of an earlier
+    /// one); returns the event's own.
+    fn remember(&mut self, ev: &Ev, window: TimeDelta) -> Result<u64, String> {
+        self.writes.push(SeenWrite {
+            seq: ev.seq,
+            id: ev.id,
+            body: ev.body.clone(),
+            received: ev.received,
+            first: ev.seq,
+        });
+        self.writes.sort_by_key(|write| write.seq);
+        for later in 0..self.writes.len() {
+            for earlier in 0..later {
+                let (a, b) = (&self.writes[earlier], &self.writes[later]);
+                if a.body == b.body && within(a.received, b.received, window)? {
+                    self.writes[later].first = b.first.min(a.first);
+                }
+            }
         }
-        // The worker remembers 16, dropping the least recently received.
-        while self.bodies.len() > 16 {
-            let oldest = (0..self.bodies.len())
-                .min_by_key(|&n| self.bodies[n].1.lo)
-                .unwrap_or(0);
-            self.bodies.swap_remove(oldest);
+        let first_of = |seq: u64, writes: &[SeenWrite]| {
+            writes
+                .iter()
+                .find(|write| write.seq == seq)
+                .map(|write| write.first)
+        };
+        if let Some(write) = &mut self.write
+            && let Some(first) = first_of(write.seq, &self.writes)
+        {
+            write.first = write.first.min(first);
         }
+        Ok(first_of(ev.seq, &self.writes).unwrap_or(ev.seq))
     }
 
     /// An erasure: unsent acknowledgements go with the data.
     fn erase(&mut self) {
         self.row = None;
-        self.erased = true;
         self.emails_min -= self.unsettled_emails;
         self.unsettled_emails = 0;
+    }
+
+    fn erase_at(&mut self, seq: u64, id: Option<Uuid>) {
+        if self.erasure.is_none_or(|(erasure, _)| erasure < seq) {
+            self.erasure = Some((seq, id));
+        }
     }
 }
 
@@ -374,63 +446,66 @@ impl Model {
         }
         let window = self.window;
         let state = self.state(ev.who);
-        if let Some((_, Some(id))) = state.newest
-            && id == ev.id
-        {
+        if state.has_seen(ev.id) {
             return Ok((Outcome::Duplicate, "the same event again"));
         }
-        if let Some((newest, _)) = state.newest
-            && ev.seq < newest
-        {
-            return Ok((Outcome::Stale, "older than the subject"));
-        }
-        // LT only, and never a revocation (it always erases, moving the key on).
-        let may_resend = matches!(ev.who, Who::Lt(_)) && ev.kind != Kind::LtRevoke;
-        if may_resend
-            && let Some((_, last)) = state.bodies.iter_mut().find(|(body, _)| *body == ev.body)
-        {
-            // |this receipt - the last receipt| as bounds.
-            let a = ev.received.lo - last.hi;
-            let b = ev.received.hi - last.lo;
-            let (min, max) = if a > TimeDelta::zero() {
-                (a, b)
-            } else if b < TimeDelta::zero() {
-                (-b, -a)
-            } else {
-                (TimeDelta::zero(), b.max(-a))
-            };
-            if max <= window - TimeDelta::milliseconds(50) {
-                *last = last.max(ev.received);
-                return Ok((Outcome::Duplicate, "a resend inside the window"));
-            }
-            if min <= window + TimeDelta::milliseconds(50) {
-                return Err(format!(
-                    "event #{index}: its distance to the body's last receipt ({min} to {max}) is too close to the window to predict (a test generator bug)"
-                ));
-            }
-        }
-        if ev.kind == (Kind::LtApply { updated: true }) && state.erased {
-            return Ok((Outcome::Stale, "an update of a tombstone"));
-        }
-        state.newest = Some((ev.seq, Some(ev.id)));
-        state.remember(&ev.body, ev.received);
+        let was_live = state.live();
+        let before = state.write.as_ref().map(|write| (write.seq, write.first));
+        let mut own_first = ev.seq;
         match ev.kind {
-            Kind::LtApply { .. } => {
-                if state.row.is_none() {
-                    state.emails_min += 1;
-                    state.emails_max += 1;
-                    state.unsettled_emails += 1;
+            Kind::LtRevoke | Kind::LinaWithdraw => state.erase_at(ev.seq, Some(ev.id)),
+            Kind::LtApply { .. } | Kind::LinaConsent => {
+                if matches!(ev.who, Who::Lt(_)) {
+                    own_first = state
+                        .remember(ev, window)
+                        .map_err(|error| format!("event #{index}: {error}"))?;
                 }
-                state.row = Some(ev.body.clone());
-                state.erased = false;
+                if state.write.as_ref().is_none_or(|write| write.seq < ev.seq) {
+                    state.write = Some(NewestWrite {
+                        seq: ev.seq,
+                        id: ev.id,
+                        first: own_first,
+                    });
+                }
             }
-            Kind::LinaConsent => {
-                state.row = Some(ev.body.clone());
-                state.erased = false;
-            }
-            Kind::LtRevoke | Kind::LinaWithdraw => state.erase(),
         }
-        Ok((Outcome::Applied, "applied"))
+        let live = state.live();
+        let newest = state
+            .write
+            .as_ref()
+            .is_some_and(|write| write.seq == ev.seq);
+        let erases = state.erasure.is_some_and(|(seq, _)| seq == ev.seq);
+        // A resend: the event's own message began earlier, or the newest
+        // write's message turned out to begin earlier than known.
+        let lowered = match (before, state.write.as_ref()) {
+            (Some((seq, first)), Some(write)) => write.seq == seq && write.first < first,
+            _ => false,
+        };
+        let resend = own_first != ev.seq || lowered;
+        if live && newest {
+            let repeats = was_live && own_first != ev.seq && state.row.as_ref() == Some(&ev.body);
+            if repeats {
+                return Ok((Outcome::Duplicate, "a resend of the data"));
+            }
+            if state.row.is_none() && matches!(ev.who, Who::Lt(_)) {
+                state.emails_min += 1;
+                state.emails_max += 1;
+                state.unsettled_emails += 1;
+            }
+            state.row = Some(ev.body.clone());
+            return Ok((Outcome::Applied, "stored"));
+        }
+        if !live && (was_live || erases) {
+            state.erase();
+            return Ok((Outcome::Applied, "erased"));
+        }
+        if state.erasure.is_some_and(|(erasure, _)| ev.seq < erasure) {
+            return Ok((Outcome::Stale, "older than the erasure"));
+        }
+        if resend && matches!(ev.kind, Kind::LtApply { .. }) {
+            return Ok((Outcome::Duplicate, "a resend"));
+        }
+        Ok((Outcome::Stale, "older than the data or the erasure"))
     }
 
     /// An erasure "now" (request, store removal): K = max(K, now + margin),
@@ -439,12 +514,17 @@ impl Model {
         let seq = self.next_seq();
         let state = self.state(who);
         state.erase();
-        state.newest = Some((seq, None));
+        state.erase_at(seq, None);
     }
 
-    /// Retention: the tombstone keeps K.
+    /// Retention: the erasure takes the newest key the subject has.
     fn erase_retention(&mut self, who: Who) {
-        self.state(who).erase();
+        let state = self.state(who);
+        let newest = state.write.as_ref().map(|write| write.seq);
+        state.erase();
+        if let Some(newest) = newest {
+            state.erase_at(newest, None);
+        }
     }
 
     fn remove_store(&mut self, store: usize) -> usize {
@@ -453,7 +533,7 @@ impl Model {
         for (j, &of) in LINA_STORE.iter().enumerate() {
             if of == store && self.lina[j].row.is_some() {
                 self.lina[j].erase();
-                self.lina[j].newest = Some((seq, None));
+                self.lina[j].erase_at(seq, None);
                 erased += 1;
             }
         }
@@ -466,14 +546,6 @@ impl Model {
         for state in self.lt.iter_mut().chain(self.lina.iter_mut()) {
             state.unsettled_emails = 0;
         }
-    }
-
-    /// Whether an event of `who` that would re-apply a tombstone waits.
-    fn reapplication_waits(&self, who: Who) -> bool {
-        self.state_ref(who).erased
-            && self.queue.iter().any(|&n| {
-                self.events[n].who == who && matches!(self.events[n].kind, Kind::LtApply { .. })
-            })
     }
 }
 
@@ -788,11 +860,6 @@ impl History {
 
     async fn lt_updated(&mut self, who: Who, direct: bool) {
         let Who::Lt(i) = who else { return };
-        // Known limitation, not generated: an update while a re-application
-        // of the same tombstoned subject still waits.
-        if !self.model.running && self.model.reapplication_waits(who) {
-            return self.lt_new(who, direct).await;
-        }
         let body = self.lt_body(i, Some("updated"));
         let what = format!("update (phone {})", body["phone"]);
         self.send(who, Kind::LtApply { updated: true }, body, direct, &what)
@@ -815,12 +882,6 @@ impl History {
             return self.lt_new(who, false).await;
         }
         let (kind, body) = candidates[self.rng.below(candidates.len())].clone();
-        if kind == (Kind::LtApply { updated: true })
-            && !self.model.running
-            && self.model.reapplication_waits(who)
-        {
-            return self.lt_new(who, false).await;
-        }
         // Outside the window of every earlier receipt of this body.
         let outside = TimeDelta::milliseconds(WINDOW_MS + 500);
         let last = self
@@ -847,12 +908,6 @@ impl History {
         let Some(latest) = self.bodies_of(who).last().map(|ev| (*ev).clone()) else {
             return self.lt_new(who, false).await;
         };
-        if latest.kind == (Kind::LtApply { updated: true })
-            && !self.model.running
-            && self.model.reapplication_waits(who)
-        {
-            return self.lt_new(who, false).await;
-        }
         let inside = Utc::now() - latest.received.lo < TimeDelta::milliseconds(WINDOW_MS / 3);
         let what = if inside {
             "resend of the latest body, inside the window"
@@ -937,12 +992,6 @@ impl History {
 
     async fn redeliver_event(&mut self, index: usize) {
         let ev = self.model.events[index].clone();
-        if ev.kind == (Kind::LtApply { updated: true })
-            && !self.model.running
-            && self.model.reapplication_waits(ev.who)
-        {
-            return;
-        }
         let envelope = ev.envelope.as_ref().unwrap_or_else(|| unreachable!());
         self.app.publish(envelope).await;
         let what = format!("{} earlier envelope redelivered", self.name(ev.who));
@@ -1249,10 +1298,10 @@ impl History {
                 .await
                 .unwrap()
                 .map(|row| row.get(0));
-            if erased.unwrap_or(false) != state.erased {
+            if erased.unwrap_or(false) != state.erased() {
                 wrong.push(format!(
                     "{name}: tombstone {erased:?}, the model expects a tombstone: {}",
-                    state.erased
+                    state.erased()
                 ));
             }
             if let Who::Lt(_) = who {

@@ -220,24 +220,32 @@ async fn a_profile_changed_back_after_the_resend_window_ends_at_the_change_back(
     assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 1"));
 }
 
+/// The same body again inside the window is LT resending it: nothing
+/// changes. An earlier body again after a newer one is still the newest
+/// write, and its body the data (order-independent: README "Ordering and
+/// erasure").
 #[tokio::test]
-async fn inside_the_resend_window_an_earlier_body_again_is_a_resend_and_changes_nothing() {
+async fn inside_the_resend_window_the_same_body_again_is_a_resend_and_changes_nothing() {
     let app = spawn_app_with(TestOptions {
         lt_resend_window: Duration::from_secs(3600),
         ..TestOptions::default()
     })
     .await;
     let stats = &worker(&app).stats;
-    for phone in ["+358 40 1", "+358 40 2", "+358 40 1", "+358 40 2"] {
+    for phone in ["+358 40 1", "+358 40 2", "+358 40 2", "+358 40 1"] {
         assert_eq!(
             app.post_lt(&phone_body(phone, "updated")).await.status(),
             200
         );
     }
     settled(&[worker(&app)], 4).await;
-    assert_eq!(stats.events_applied(), 2);
-    assert_eq!(stats.events_duplicate(), 2, "both copies are resends");
-    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 2"));
+    assert_eq!(stats.events_applied(), 3);
+    assert_eq!(
+        stats.events_duplicate(),
+        1,
+        "the second +358 40 2 is a resend"
+    );
+    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 1"));
     let tombstones = app.tombstones().await;
     assert_eq!(tombstones, 0);
 }
@@ -278,16 +286,86 @@ async fn an_identical_re_share_after_a_revocation_outside_the_window_is_applied_
     .await;
 }
 
+/// LT decides whether a share is active: an update after a revocation
+/// re-creates the application, like a new one (acknowledged again).
 #[tokio::test]
-async fn an_update_for_a_revoked_application_is_dropped_and_counted() {
+async fn an_update_after_a_revocation_re_creates_the_application() {
     let app = spawn_app().await;
     let stats = &worker(&app).stats;
     app.post_lt(&phone_body("+358 40 1", "new")).await;
+    settled(&[worker(&app)], 1).await;
+    intake_tests::until("the acknowledgement is written", stats, |stats| {
+        stats.emails_sent() == 1
+    })
+    .await;
     app.post_lt(&example("lt/revoked.json")).await;
     settled(&[worker(&app)], 2).await;
     app.post_lt(&phone_body("+358 40 3", "updated")).await;
     settled(&[worker(&app)], 3).await;
-    assert_eq!(stats.events_stale(), 1, "there is no application to update");
+    assert_eq!(stats.events_stale(), 0);
+    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 3"));
+    assert_eq!(app.tombstones().await, 0);
+    intake_tests::until("both acknowledgements are written", stats, |stats| {
+        stats.emails_sent() == 2
+    })
+    .await;
+}
+
+/// Retention chooses whom to erase without a lock; an applicant updated
+/// between the choice and the lock is fresh again, and kept.
+#[tokio::test]
+async fn retention_keeps_an_applicant_updated_after_being_chosen() {
+    let app = spawn_app().await;
+    app.post_lt(&phone_body("+358 40 1", "new")).await;
+    settled(&[worker(&app)], 1).await;
+    app.db
+        .execute(
+            "UPDATE lt_application SET updated_at = now() - interval '400 days'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let retention = worker::startup::Worker::build(app.worker_settings())
+        .await
+        .unwrap();
+    let context = retention.context();
+    let (chosen, release) = context.faults.hold_retention();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let round = worker::background::retention::erase_expired(&context, year);
+    let update = async {
+        chosen.await.unwrap();
+        app.post_lt(&phone_body("+358 40 2", "updated")).await;
+        settled(&[worker(&app)], 2).await;
+        let _ = release.send(());
+    };
+    let (erased, ()) = tokio::join!(round, update);
+    assert_eq!(erased.unwrap(), 0, "the applicant is fresh again");
+    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 2"));
+    assert_eq!(app.tombstones().await, 0);
+}
+
+/// Retention takes the newest applied key: an update received after the
+/// expired data and still waiting (the worker stopped) shows the person is
+/// active, and re-creates the application once it is processed.
+#[tokio::test]
+async fn an_update_waiting_when_retention_erases_applies_after_it() {
+    let mut app = spawn_app().await;
+    app.post_lt(&phone_body("+358 40 1", "new")).await;
+    settled(&[worker(&app)], 1).await;
+    app.worker.take().unwrap().stop().await;
+    app.post_lt(&phone_body("+358 40 2", "updated")).await;
+    app.db
+        .execute(
+            "UPDATE lt_application SET updated_at = now() - interval '400 days'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    assert_eq!(app.erase_expired(year).await.unwrap(), 1);
     assert_eq!(app.application(USER).await, None);
-    assert!(!app.dump().await.contains("+358 40 3"));
+    app.worker = Some(app.spawn_worker().await);
+    settled(&[worker(&app)], 1).await;
+    assert_eq!(worker(&app).stats.events_applied(), 1);
+    assert_eq!(stored_phone(&app).await.as_deref(), Some("+358 40 2"));
 }

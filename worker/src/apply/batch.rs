@@ -101,7 +101,7 @@ async fn apply_pipelined(
         Err(error) => return Err(error),
     };
     let mut followups = Followups::default();
-    follow_up(context, &statements, &rows, &mut followups)?;
+    follow_up(context, &statements, &rows, &mut followups).await?;
     transaction.commit().await?;
     Ok(Some(Applied { results, followups }))
 }
@@ -134,7 +134,7 @@ async fn apply_one_by_one(
         match pipeline::send_all(&savepoint, &statements).await {
             Ok(rows) => {
                 savepoint.commit().await?;
-                follow_up(context, &statements, &rows, &mut followups)?;
+                follow_up(context, &statements, &rows, &mut followups).await?;
                 if let Some(state) = planned.state {
                     states.insert(subject, state);
                 }
@@ -205,8 +205,8 @@ fn plan<'a>(
 
 /// What the statements' answers ask for: e-mail jobs to publish after the
 /// commit, `.eml` copies of erased subjects to delete before it (see
-/// `Erased::note`).
-fn follow_up(
+/// `Erased::remove_copies`; a copy that cannot go holds the batch).
+async fn follow_up(
     context: &WorkerContext,
     statements: &[&Statement<'_>],
     rows: &[Vec<Row>],
@@ -220,8 +220,8 @@ fn follow_up(
                     followups.emails.push(row.try_get(0)?);
                 }
             }
-            yields => erased.note(yields, rows, &context.email.mailer),
+            yields => erased.note(yields, rows)?,
         }
     }
-    Ok(())
+    erased.remove_copies(&context.email.mailer).await
 }

@@ -6,16 +6,17 @@
 //! erasure record, as statements sent inside the caller's transaction (the
 //! batch pipeline sends them with the rest of its batch).
 //!
-//! The tombstone's order key decides what may still apply afterwards, so it
-//! depends on the cause (`tombstone`):
-//! - an event (revocation, withdrawal): that event's key;
+//! The erasure's order key decides what may still apply afterwards, so it
+//! depends on the cause (`tombstone_now`):
+//! - an event (revocation, withdrawal): that event's key
+//!   (`SubjectState::decide`);
 //! - a request or a store's removal: the newest applied key or the
 //!   database's clock under the lock plus a margin for gateway clock skew,
 //!   whichever is later, so everything received before the erasure is stale
 //!   wherever it waited (a queue backlog, a retry tier, a dead letter, the
 //!   LINA spool);
 //! - retention: the newest applied key (an event still waiting shows the
-//!   person is active; an `updated` still finds no application to update).
+//!   person is active, and applies).
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::apply::pipeline::{self, Statement, Yields};
-use crate::apply::subject_state::{self, Event, OrderKey, SubjectState};
+use crate::apply::subject_state::{self, OrderKey, SubjectState};
 use crate::email::Mailer;
 use crate::error::JobError;
 
@@ -75,47 +76,12 @@ impl Person {
     }
 }
 
-/// When the erasure happens, which decides the tombstone's order key.
-#[derive(Clone, Copy, Debug)]
-pub enum When<'e> {
-    /// Caused by this event (revocation, withdrawal).
-    Event(&'e Event),
-    /// Now (request, retention, store removal): the key `erase_now` took
-    /// from the database's clock under the lock.
-    Now(OrderKey),
-}
-
 /// One subject's erasure, as the batch will write it: the personal row,
 /// the unsent e-mails, the erasure record (`statements`).
 pub struct Row<'a> {
     pub person: &'a Person,
     pub subject: &'a SubjectKey,
     pub cause: Cause,
-}
-
-/// An erasure planned against the subject's locked state.
-pub struct Planned<'a> {
-    pub row: Row<'a>,
-    /// The state to write back (the caller saves it with the batch's).
-    pub tombstone: SubjectState,
-}
-
-/// Plans the erasure of `person` (whose keyed hash is `subject`).
-pub fn plan<'a>(
-    person: &'a Person,
-    subject: &'a SubjectKey,
-    state: &SubjectState,
-    cause: Cause,
-    when: When<'_>,
-) -> Planned<'a> {
-    Planned {
-        row: Row {
-            person,
-            subject,
-            cause,
-        },
-        tombstone: tombstone(state, cause, when),
-    }
 }
 
 /// The statements that erase `rows`, any number of subjects at once: a
@@ -196,45 +162,58 @@ const LOG: &str = "
     INSERT INTO erasure_log (subject_key, source, cause)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[])";
 
-/// The subject's state once erased; its order key by cause (module note).
-fn tombstone(state: &SubjectState, cause: Cause, when: When<'_>) -> SubjectState {
+/// The subject's state once erased now (a request, retention, a store's
+/// removal; an event's erasure is `SubjectState::decide`'s): its erasure
+/// key by cause (module note). Either way the state becomes a tombstone:
+/// the key is at least the newest write's.
+pub fn tombstone_now(state: &SubjectState, cause: Cause, now: OrderKey) -> SubjectState {
     let mut tombstone = state.clone();
-    match (when, cause) {
-        (When::Event(event), _) => tombstone.applied(event),
-        (When::Now(_), Cause::Retention) => tombstone.tombstone(state.newest),
-        (When::Now(now), _) => tombstone.tombstone(Some(state.newest.map_or(now, |n| n.max(now)))),
-    }
+    let key = match (cause, state.newest()) {
+        (Cause::Retention, Some(newest)) => newest,
+        (_, newest) => newest.map_or(now, |newest| newest.max(now)),
+    };
+    tombstone.erase_at(key);
     tombstone
 }
 
 /// What an erasure (or several) removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Erased {
     /// Rows of personal data deleted (applications or employees).
     pub rows: u64,
     /// E-mail outbox rows of the subjects (unsent ones deleted, sent ones
     /// kept without an address; the `.eml` copies of all deleted).
     pub emails: usize,
+    /// Their ids: the `.eml` copies to delete before the commit.
+    outbox_ids: Vec<Uuid>,
 }
 
 impl Erased {
-    /// Takes in the rows one erasure statement returned, and deletes the
-    /// `.eml` copies of the erased outbox rows. Called before the commit:
-    /// the rows are locked by then, so no copy can be written for them any
-    /// more, and a crash between the commit and the deletion can never
-    /// leave a copy of an erased person behind. If the transaction fails
-    /// instead, the erasure is tried again (a batch) or the command fails
-    /// (an admin erasure) — a copy deleted early costs nothing.
-    pub fn note(&mut self, yields: Yields, rows: &[tokio_postgres::Row], mailer: &Mailer) {
+    /// Takes in the rows one erasure statement returned. An outbox id that
+    /// cannot be read fails the erasure: its copy could not be found.
+    pub fn note(&mut self, yields: Yields, rows: &[tokio_postgres::Row]) -> Result<(), JobError> {
         match yields {
             Yields::ErasedRows => self.rows += rows.len() as u64,
             Yields::ErasedOutbox => {
-                let ids: Vec<Uuid> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
-                mailer.remove_copies(&ids);
-                self.emails += ids.len();
+                for row in rows {
+                    self.outbox_ids.push(row.try_get(0)?);
+                }
+                self.emails += rows.len();
             }
             Yields::Nothing | Yields::Acknowledgement => {}
         }
+        Ok(())
+    }
+
+    /// Deletes the `.eml` copies of the erased outbox rows. Called before
+    /// the commit: the rows are locked by then, so no copy can be written
+    /// for them any more, and a crash between the commit and the deletion
+    /// can never leave a copy of an erased person behind. A copy that
+    /// cannot be deleted fails the erasure, which is tried again (a batch
+    /// is held, retention's next round) or fails (an admin command) — a
+    /// copy deleted early costs nothing.
+    pub async fn remove_copies(&self, mailer: &Mailer) -> Result<(), JobError> {
+        mailer.remove_copies(&self.outbox_ids).await
     }
 }
 
@@ -263,9 +242,12 @@ pub async fn erase_now(
         let state = states
             .get(key)
             .ok_or_else(|| JobError::Transient("a subject to erase was not locked".into()))?;
-        let planned = plan(person, key, state, cause, When::Now(now));
-        rows.push(planned.row);
-        tombstones.push((key, planned.tombstone));
+        rows.push(Row {
+            person,
+            subject: key,
+            cause,
+        });
+        tombstones.push((key, tombstone_now(state, cause, now)));
     }
     let mut owned = statements(&rows);
     // A subject named twice is erased twice (harmless): its last tombstone wins.
@@ -282,8 +264,9 @@ pub async fn erase_now(
     let rows = pipeline::send_all(transaction, &statements).await?;
     let mut erased = Erased::default();
     for (statement, rows) in statements.iter().zip(&rows) {
-        erased.note(statement.yields, rows, mailer);
+        erased.note(statement.yields, rows)?;
     }
+    erased.remove_copies(mailer).await?;
     Ok((erased, now))
 }
 
@@ -308,7 +291,7 @@ async fn now_key(transaction: &Transaction<'_>, margin: Duration) -> Result<Orde
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
-    use subject_state::Effect;
+    use subject_state::NewestWrite;
 
     fn order(second: i64) -> OrderKey {
         OrderKey {
@@ -319,41 +302,33 @@ mod tests {
 
     fn live_at(second: i64) -> SubjectState {
         SubjectState {
-            newest: Some(order(second)),
-            recent_bodies: Vec::new(),
-            erased: false,
+            write: Some(NewestWrite {
+                key: order(second),
+                first: order(second),
+                body: [0; 32],
+            }),
+            ..SubjectState::default()
         }
-    }
-
-    #[test]
-    fn an_event_caused_erasure_takes_the_event_key() {
-        let event = Event {
-            order: order(50),
-            received_at: order(50).at,
-            body: [0; 32],
-            effect: Effect::Erase,
-            sender_resends: true,
-        };
-        let stone = tombstone(&live_at(10), Cause::Revocation, When::Event(&event));
-        assert_eq!((stone.newest, stone.erased), (Some(order(50)), true));
     }
 
     #[test]
     fn a_request_or_removal_takes_now_unless_something_newer_was_applied() {
         for cause in [Cause::Request, Cause::StoreRemoved] {
-            let stone = tombstone(&live_at(10), cause, When::Now(order(20)));
-            assert_eq!(stone.newest, Some(order(20)), "{cause:?}");
-            let stone = tombstone(&live_at(30), cause, When::Now(order(20)));
-            assert_eq!(stone.newest, Some(order(30)), "{cause:?}");
-            let stone = tombstone(&SubjectState::default(), cause, When::Now(order(20)));
-            assert_eq!((stone.newest, stone.erased), (Some(order(20)), true));
+            let stone = tombstone_now(&live_at(10), cause, order(20));
+            assert_eq!(stone.erasure, Some(order(20)), "{cause:?}");
+            let stone = tombstone_now(&live_at(30), cause, order(20));
+            assert_eq!(stone.erasure, Some(order(30)), "{cause:?}");
+            let stone = tombstone_now(&SubjectState::default(), cause, order(20));
+            assert_eq!(stone.erasure, Some(order(20)), "{cause:?}");
+            assert!(stone.is_tombstone(), "{cause:?}");
         }
     }
 
     #[test]
     fn retention_keeps_the_newest_applied_key() {
-        let stone = tombstone(&live_at(10), Cause::Retention, When::Now(order(20)));
-        assert_eq!((stone.newest, stone.erased), (Some(order(10)), true));
+        let stone = tombstone_now(&live_at(10), Cause::Retention, order(20));
+        assert_eq!(stone.erasure, Some(order(10)));
+        assert!(stone.is_tombstone());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::dead_letters::{self, DlqError, Filter, ParkingQueue};
 use common::subject::SubjectKey;
 
 use crate::apply::erasure::{self, Cause, Person};
+use crate::apply::subject_state;
 use crate::error::{JobError, column};
 
 /// Most subjects one round erases (the next round takes the rest).
@@ -83,6 +84,8 @@ pub async fn erase_expired(
         });
     }
     drop(client);
+    context.faults.retention_chosen().await;
+    let mut erased = 0;
     for chunk in expired.chunks(ERASURES_PER_TRANSACTION) {
         let people: Vec<(Person, SubjectKey)> = chunk
             .iter()
@@ -90,26 +93,92 @@ pub async fn erase_expired(
             .collect();
         let mut client = context.pool.get().await?;
         let transaction = client.transaction().await?;
-        erasure::erase_now(
-            &transaction,
-            &people,
-            Cause::Retention,
-            context.settings.erasure_clock_margin,
-            &context.email.mailer,
-        )
-        .await?;
+        // Chosen without a lock: someone updated or re-created since is
+        // fresh again. Every writer of a person's row locks their state
+        // first, so once locked, the rows read here stay as they are.
+        let subjects: Vec<_> = people
+            .iter()
+            .map(|(person, key)| (*key, person.source()))
+            .collect();
+        subject_state::lock(&transaction, &subjects).await?;
+        let still = still_expired(&transaction, chunk, seconds).await?;
+        let people: Vec<(Person, SubjectKey)> = people
+            .into_iter()
+            .filter(|(person, _)| still.contains(person))
+            .collect();
+        if !people.is_empty() {
+            erasure::erase_now(
+                &transaction,
+                &people,
+                Cause::Retention,
+                context.settings.erasure_clock_margin,
+                &context.email.mailer,
+            )
+            .await?;
+        }
         transaction.commit().await?;
-        for person in chunk {
+        for (person, _) in &people {
             context.stats.retention_erasure(person.source().as_str());
         }
+        erased += people.len();
     }
-    if !expired.is_empty() {
+    if erased > 0 {
         tracing::info!(
             message = "Retention erased expired data.",
-            subjects = expired.len()
+            subjects = erased
         );
     }
-    Ok(expired.len())
+    Ok(erased)
+}
+
+/// Which of `people` are still not updated for `seconds`, read under
+/// their state locks.
+async fn still_expired(
+    transaction: &common::db::Transaction<'_>,
+    people: &[Person],
+    seconds: f64,
+) -> Result<Vec<Person>, JobError> {
+    let mut applicants: Vec<&str> = Vec::new();
+    let (mut webhooks, mut users) = (Vec::new(), Vec::new());
+    for person in people {
+        match person {
+            Person::Lt { user_id } => applicants.push(user_id),
+            Person::Lina { webhook, user } => {
+                webhooks.push(*webhook);
+                users.push(*user);
+            }
+        }
+    }
+    let mut still = Vec::with_capacity(people.len());
+    for row in transaction
+        .query(
+            "SELECT mydatashare_user_id FROM lt_application
+             WHERE mydatashare_user_id = ANY($1)
+               AND updated_at < now() - make_interval(secs => $2)",
+            &[&applicants, &seconds],
+        )
+        .await?
+    {
+        still.push(Person::Lt {
+            user_id: column(&row, "mydatashare_user_id")?,
+        });
+    }
+    for row in transaction
+        .query(
+            "SELECT e.webhook, e.user_uuid FROM lina_employee AS e
+             JOIN unnest($1::uuid[], $2::uuid[]) AS p(webhook, user_uuid)
+               ON e.webhook = p.webhook AND e.user_uuid = p.user_uuid
+             WHERE e.updated_at < now() - make_interval(secs => $3)",
+            &[&webhooks, &users, &seconds],
+        )
+        .await?
+    {
+        still.push(Person::Lina {
+            webhook: column(&row, "webhook")?,
+            user: column(&row, "user_uuid")?,
+        });
+    }
+    Ok(still)
 }
 
 /// Purges dead letters parked longer than `retention`; returns how many.

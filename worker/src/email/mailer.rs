@@ -62,19 +62,29 @@ impl Mailer {
         }
     }
 
-    /// Removes the `.eml` copies of these outbox rows (an erasure), if any.
-    pub fn remove_copies(&self, outbox_ids: &[Uuid]) {
+    /// Removes the `.eml` copies of these outbox rows (an erasure), if any,
+    /// with a half-written one. A copy that cannot be removed fails the
+    /// erasure (an environment failure: the batch is held and tried again,
+    /// `/readyz` says so and the held-batch alert fires), so invariant 5
+    /// never rests on a log line.
+    pub async fn remove_copies(&self, outbox_ids: &[Uuid]) -> Result<(), JobError> {
         let Mailer::Files(dir) = self else {
-            return;
+            return Ok(());
         };
         for id in outbox_ids {
-            let path = dir.join(format!("{id}.eml"));
-            if let Err(error) = std::fs::remove_file(&path)
-                && error.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::error!(message = "Could not delete an e-mail copy during an erasure.", outbox_id = %id, %error);
+            for name in [format!("{id}.eml"), format!(".{id}.eml.partial")] {
+                match tokio::fs::remove_file(dir.join(name)).await {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(JobError::Environment(format!(
+                            "cannot delete an e-mail copy of an erased person: {}",
+                            error.kind()
+                        )));
+                    }
+                    _ => {}
+                }
             }
         }
+        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@ use common::subject::SubjectKey;
 use common::{Envelope, EventKind, Source};
 use uuid::Uuid;
 
-use crate::apply::erasure::{self, Cause, Person, When};
+use crate::apply::erasure::{self, Cause, Person};
 use crate::apply::pipeline::Statement;
 use crate::apply::subject_state::{Effect, Event, OrderKey, SubjectState, Verdict};
 use crate::error::JobError;
@@ -75,10 +75,7 @@ impl Job<'_> {
     /// What the event does to its subject, for the ordering rules.
     fn effect(&self) -> Effect {
         match self {
-            Job::LtApplication(payload) if payload.status == lt::LtStatus::Updated => {
-                Effect::Update
-            }
-            Job::LtApplication(_) | Job::LinaConsent(_) => Effect::Create,
+            Job::LtApplication(_) | Job::LinaConsent(_) => Effect::Write,
             Job::LtRevocation(_) | Job::LinaWithdrawal { .. } => Effect::Erase,
         }
     }
@@ -93,7 +90,9 @@ impl Job<'_> {
         }
     }
 
-    /// Why an erasure happened, for the erasure log.
+    /// Why an erasure happened, for the erasure log. An LT application
+    /// erases when it reveals that the newest one was a resend of a body
+    /// received before a revocation: the revocation is the cause.
     fn erasure_cause(&self) -> Cause {
         match self.store() {
             Some(_) => Cause::Withdrawal,
@@ -193,9 +192,12 @@ pub fn prepare<'a>(rules: &Rules<'_>, envelope: &'a Envelope) -> Result<Task<'a>
 
 /// The sender's event time, never later than the gateway received the
 /// event: a sender clock ahead must not make an event outrank a later
-/// erasure.
+/// erasure. Kept to microseconds, as stored keys are (a redelivery must
+/// compare equal to the key it left).
 fn event_time_clamped(sender: Option<DateTime<Utc>>, received_at: DateTime<Utc>) -> DateTime<Utc> {
-    sender.map_or(received_at, |sender| sender.min(received_at))
+    sender.map_or(received_at, |sender| {
+        common::envelope::truncate_to_micros(sender).min(received_at)
+    })
 }
 
 /// The sender's own event time, where configured and present (RFC 3339).
@@ -320,56 +322,60 @@ pub fn plan<'a>(
             return Err(lina_consent::unknown_webhook());
         }
     }
-    match state.judge(event, rules.lt_resend_window) {
-        Verdict::Apply => {}
+    let decision = state.decide(event, rules.lt_resend_window);
+    let saved = (decision.state != *state).then_some(decision.state);
+    let (outcome, write) = match decision.verdict {
         Verdict::Duplicate => return Ok(Planned::dropped(Outcome::Duplicate)),
-        // Counted as a duplicate; only the body's receipt time moves.
-        Verdict::Resend => {
-            let mut next = state.clone();
-            next.received(event);
-            return Ok(Planned {
-                outcome: Outcome::Duplicate,
-                writes: Vec::new(),
-                state: Some(next),
-            });
-        }
-        Verdict::Stale | Verdict::NothingToUpdate => return Ok(Planned::dropped(Outcome::Stale)),
-    }
-    let write = match &prepared.job {
-        Job::LtApplication(payload) => {
-            Write::Application(lt_application::row(rules, envelope, prepared, payload)?)
-        }
-        Job::LinaConsent(consent) => {
-            Write::Consent(lina_consent::row(envelope, &prepared.subject, consent))
-        }
-        Job::LtRevocation(_) | Job::LinaWithdrawal { .. } => {
-            let erasure = erasure::plan(
-                &prepared.person,
-                &prepared.subject,
-                state,
-                prepared.job.erasure_cause(),
-                When::Event(event),
-            );
-            return Ok(Planned {
-                outcome: Outcome::Erased,
-                writes: vec![Write::Erasure(erasure.row)],
-                state: Some(erasure.tombstone),
-            });
-        }
+        // Counted as a duplicate: LT sending the same message again.
+        Verdict::Resend => (Outcome::Duplicate, None),
+        Verdict::Stale => (Outcome::Stale, None),
+        Verdict::Store => (
+            Outcome::Applied,
+            Some(data_write(rules, envelope, prepared)?),
+        ),
+        Verdict::Erase => (
+            Outcome::Erased,
+            Some(Write::Erasure(erasure::Row {
+                person: &prepared.person,
+                subject: &prepared.subject,
+                cause: prepared.job.erasure_cause(),
+            })),
+        ),
     };
-    let mut next = state.clone();
-    next.applied(event);
     Ok(Planned {
-        outcome: Outcome::Applied,
-        writes: vec![write],
-        state: Some(next),
+        outcome,
+        writes: write.into_iter().collect(),
+        state: saved,
     })
+}
+
+/// The write that makes an event's body the subject's data.
+fn data_write<'a>(
+    rules: &Rules<'_>,
+    envelope: &'a Envelope,
+    prepared: &'a Prepared<'a>,
+) -> Result<Write<'a>, JobError> {
+    match &prepared.job {
+        Job::LtApplication(payload) => Ok(Write::Application(lt_application::row(
+            rules, envelope, prepared, payload,
+        )?)),
+        Job::LinaConsent(consent) => Ok(Write::Consent(lina_consent::row(
+            envelope,
+            &prepared.subject,
+            consent,
+        ))),
+        // An erasure's verdict is never `Store`; should a revocation reach
+        // here, refusing it is safer than guessing.
+        Job::LtRevocation(_) | Job::LinaWithdrawal { .. } => Err(JobError::Transient(
+            "an erasure was planned as a write".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::subject_state::RecentBody;
+    use crate::apply::subject_state::{NewestWrite, RecentWrite};
     use serde_json::json;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
@@ -411,31 +417,58 @@ mod tests {
     }
 
     fn state(before: Before, event: &Event) -> SubjectState {
-        let older = OrderKey {
-            at: event.order.at - chrono::TimeDelta::seconds(10),
-            id: Uuid::nil(),
+        let key = |seconds: i64, id: Uuid| OrderKey {
+            at: event.order.at + chrono::TimeDelta::seconds(seconds),
+            id,
         };
-        let newer = OrderKey {
-            at: event.order.at + chrono::TimeDelta::seconds(10),
-            id: Uuid::max(),
+        let (older, newer) = (key(-10, Uuid::nil()), key(10, Uuid::max()));
+        let write = |key: OrderKey, body: [u8; 32]| NewestWrite {
+            key,
+            first: key,
+            body,
         };
-        let same_body = vec![RecentBody {
-            hash: event.body,
-            received_at: older.at,
-        }];
-        let (newest, erased, recent_bodies) = match before {
-            Before::Nothing => (None, false, vec![]),
-            Before::LiveOlder => (Some(older), false, vec![]),
-            Before::TombstoneOlder => (Some(older), true, vec![]),
-            Before::ThisEvent => (Some(event.order), false, vec![]),
-            Before::Newer => (Some(newer), false, vec![]),
-            Before::SameBodyLive => (Some(older), false, same_body),
-            Before::SameBodyTombstone => (Some(older), true, same_body),
+        let same_body = |key: OrderKey| RecentWrite {
+            body: event.body,
+            key,
+            received_at: key.at,
+            first: key,
         };
-        SubjectState {
-            newest,
-            recent_bodies,
-            erased,
+        let this_event = match event.effect {
+            Effect::Write => SubjectState {
+                write: Some(write(event.order, event.body)),
+                ..SubjectState::default()
+            },
+            Effect::Erase => SubjectState {
+                erasure: Some(event.order),
+                ..SubjectState::default()
+            },
+        };
+        let earliest = key(-20, Uuid::nil());
+        match before {
+            Before::Nothing => SubjectState::default(),
+            Before::LiveOlder => SubjectState {
+                write: Some(write(older, [7; 32])),
+                ..SubjectState::default()
+            },
+            Before::TombstoneOlder => SubjectState {
+                erasure: Some(older),
+                ..SubjectState::default()
+            },
+            Before::ThisEvent => this_event,
+            Before::Newer => SubjectState {
+                write: Some(write(newer, [7; 32])),
+                ..SubjectState::default()
+            },
+            Before::SameBodyLive => SubjectState {
+                write: Some(write(older, event.body)),
+                recent: vec![same_body(older)],
+                ..SubjectState::default()
+            },
+            Before::SameBodyTombstone => SubjectState {
+                write: Some(write(earliest, event.body)),
+                erasure: Some(older),
+                recent: vec![same_body(earliest)],
+            },
         }
     }
 
@@ -516,17 +549,17 @@ mod tests {
         let table: Vec<(EventKind, Before, Outcome, &[&str], bool)> = vec![
             (LtApplication, Nothing, Applied, &UPSERT_LT, true),
             (LtApplication, LiveOlder, Applied, &UPSERT_LT, true),
-            (LtApplication, TombstoneOlder, Stale, none, false), // an `updated` of nothing
+            (LtApplication, TombstoneOlder, Applied, &UPSERT_LT, true), // an `updated` re-creates
             (LtApplication, ThisEvent, Duplicate, none, false),
-            (LtApplication, Newer, Stale, none, false),
-            (LtApplication, SameBodyLive, Duplicate, none, true), // a resend: its receipt time moves
-            (LtApplication, SameBodyTombstone, Duplicate, none, true),
+            (LtApplication, Newer, Stale, none, true), // remembered: it may be a resend's original
+            (LtApplication, SameBodyLive, Duplicate, none, true), // a resend
+            (LtApplication, SameBodyTombstone, Duplicate, none, true), // a resend from before the erasure
             (LtRevocation, Nothing, Erased, &ERASE_LT, true),
             (LtRevocation, LiveOlder, Erased, &ERASE_LT, true),
             (LtRevocation, TombstoneOlder, Erased, &ERASE_LT, true),
             (LtRevocation, ThisEvent, Duplicate, none, false),
-            (LtRevocation, Newer, Stale, none, false),
-            (LtRevocation, SameBodyLive, Erased, &ERASE_LT, true), // live data: it must erase
+            (LtRevocation, Newer, Stale, none, true), // remembered: a resend may still let it win
+            (LtRevocation, SameBodyLive, Erased, &ERASE_LT, true),
             (LtRevocation, SameBodyTombstone, Erased, &ERASE_LT, true), // moves the key on
             (LinaConsent, Nothing, Applied, &UPSERT_LINA, true),
             (LinaConsent, LiveOlder, Applied, &UPSERT_LINA, true),
@@ -539,7 +572,7 @@ mod tests {
             (LinaWithdrawal, LiveOlder, Erased, &ERASE_LINA, true),
             (LinaWithdrawal, TombstoneOlder, Erased, &ERASE_LINA, true),
             (LinaWithdrawal, ThisEvent, Duplicate, none, false),
-            (LinaWithdrawal, Newer, Stale, none, false),
+            (LinaWithdrawal, Newer, Stale, none, true),
             (LinaWithdrawal, SameBodyLive, Erased, &ERASE_LINA, true),
             (LinaWithdrawal, SameBodyTombstone, Erased, &ERASE_LINA, true),
         ];
@@ -559,14 +592,14 @@ mod tests {
             assert_eq!(heads(&mut planned), statements, "{case}");
             assert_eq!(planned.state.is_some(), saves, "{case}");
             if let Some(next) = &planned.state
-                && outcome != Duplicate
+                && matches!(outcome, Applied | Erased)
             {
                 assert_eq!(
-                    next.newest,
+                    next.newest(),
                     Some(prepared.event.order),
                     "{case}: the new order key"
                 );
-                assert_eq!(next.erased, outcome == Erased, "{case}");
+                assert_eq!(next.is_tombstone(), outcome == Erased, "{case}");
             }
         }
     }
